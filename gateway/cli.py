@@ -1,0 +1,111 @@
+"""The `modelgate` command: `modelgate serve --config PATH` migrates, loads the config and serves with gunicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
+    import django
+
+    django.setup()
+
+
+def _prepare(config: str | None) -> None:
+    """Migrate the database and load the config; exit with a clear message on a bad config."""
+    if config:
+        path = Path(config).resolve()
+        if not path.is_file():
+            sys.exit(f"modelgate: config file {config} does not exist.")
+        os.environ["MODELGATE_CONFIG"] = str(path)
+    _setup_django()
+    from django.core.management import call_command
+
+    from accounts.auth import master_key
+    from models_registry.config import ConfigError, load_config
+
+    call_command("migrate", interactive=False, verbosity=0)
+    if config:
+        try:
+            report = load_config(os.environ["MODELGATE_CONFIG"])
+            key = master_key()
+        except ConfigError as exc:
+            sys.exit(f"modelgate: {exc}")
+        print(f"modelgate: loaded {config}: {report.summary()}", flush=True)
+        for warning in report.warnings:
+            print(f"modelgate: warning: {warning}", flush=True)
+    else:
+        key = master_key()
+    if not key:
+        print(
+            "modelgate: warning: no master key (set MODELGATE_MASTER_KEY or general_settings.master_key); "
+            "the management API will refuse every call.",
+            flush=True,
+        )
+
+
+def serve(args: argparse.Namespace) -> None:
+    _prepare(args.config)
+    command = [
+        sys.executable, "-m", "gunicorn", "gateway.wsgi:application",
+        "--bind", f"{args.host}:{args.port}",
+        "--workers", str(args.workers),
+        "--worker-class", "gthread",
+        "--threads", str(args.threads),
+        "--keep-alive", "75",
+        "--graceful-timeout", "30",
+    ]  # fmt: skip
+    if args.access_log:
+        command += ["--access-logfile", "-"]
+    print(
+        f"modelgate: serving on http://{args.host}:{args.port} ({args.workers} workers x {args.threads} threads)",
+        flush=True,
+    )
+    os.execv(sys.executable, command)
+
+
+def load_config_command(args: argparse.Namespace) -> None:
+    _setup_django()
+    from django.core.management import call_command
+
+    call_command("load_config", args.path)
+
+
+def manage(args: argparse.Namespace) -> None:
+    _setup_django()
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(["modelgate manage", *args.rest])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="modelgate", description="An LLM gateway that speaks LiteLLM's dialect.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="migrate, load the config and serve with gunicorn")
+    p.add_argument("--config", help="LiteLLM-style config.yaml to load before serving")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=4000)
+    p.add_argument("--workers", type=int, default=int(os.environ.get("MODELGATE_WORKERS", os.cpu_count() or 1)))
+    p.add_argument("--threads", type=int, default=int(os.environ.get("MODELGATE_THREADS", 64)))
+    p.add_argument("--access-log", action="store_true", help="log every request to stdout")
+    p.set_defaults(func=serve)
+
+    p = sub.add_parser("load-config", help="load a config.yaml into the database and exit")
+    p.add_argument("path")
+    p.set_defaults(func=load_config_command)
+
+    p = sub.add_parser("manage", help="run a Django management command (migrate, createsuperuser, ...)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=manage)
+
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Every outbound call modelgate makes goes through this module.
+
+One pooled `requests.Session` for the process; the deployment's key is resolved when the call is made (so
+`os.environ/NAME` follows the environment) and never leaves this module except in the upstream's own headers.
+`requests` exceptions become UpstreamUnavailableError (502) and UpstreamTimeoutError (504); an upstream error answer
+becomes UpstreamError with the upstream's status, type and code (SPEC §6).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from collections.abc import Iterator
+
+import requests
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+
+from gateway.errors import (
+    DeploymentMisconfiguredError,
+    ProviderNotSupportedError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+from models_registry import providers
+from models_registry.routing import DeploymentSpec, Route
+
+logger = logging.getLogger("modelgate.upstream")
+
+ENV_PREFIX = "os.environ/"
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    size = settings.MODELGATE_UPSTREAM_POOL_SIZE
+    adapter = HTTPAdapter(pool_connections=16, pool_maxsize=size, max_retries=0, pool_block=False)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.trust_env = False  # no proxy or netrc surprises; the deployment says where to go
+    return session
+
+
+_session: requests.Session | None = None
+
+
+def session() -> requests.Session:
+    global _session
+    if _session is None:
+        _session = _new_session()
+    return _session
+
+
+def resolve_setting(value: str, *, deployment: DeploymentSpec, field: str) -> str:
+    """`os.environ/NAME` -> the variable's value, read now; a missing variable names itself (never its value)."""
+    if not value.startswith(ENV_PREFIX):
+        return value
+    name = value[len(ENV_PREFIX) :]
+    resolved = os.environ.get(name)
+    if resolved is None:
+        raise DeploymentMisconfiguredError(
+            f"Model '{deployment.model_name}' cannot be called: its {field} reads environment variable {name}, "
+            "which is not set on the gateway. Ask your admin to set it."
+        )
+    return resolved
+
+
+def pick_deployment(route: Route) -> DeploymentSpec:
+    """Weighted random choice among the route's deployments (LiteLLM's simple-shuffle)."""
+    if len(route.deployments) == 1:
+        return route.deployments[0]
+    weights = [max(d.weight, 0.0) for d in route.deployments]
+    if not any(weights):
+        return random.choice(route.deployments)
+    return random.choices(route.deployments, weights=weights, k=1)[0]
+
+
+def endpoint(deployment: DeploymentSpec, upstream_model: str) -> tuple[str, dict[str, str]]:
+    """The URL and headers for a chat-completions call to this deployment."""
+    provider = deployment.provider
+    if provider in providers.UNSUPPORTED_PROVIDERS:
+        raise ProviderNotSupportedError(
+            f"Model '{deployment.model_name}' uses provider '{provider}', which modelgate does not relay yet "
+            "(it relays OpenAI-compatible APIs). Ask your admin to point it at an OpenAI-compatible endpoint."
+        )
+    api_base = resolve_setting(deployment.api_base, deployment=deployment, field="api_base")
+    if not api_base:
+        api_base = providers.DEFAULT_API_BASES.get(provider) or ""
+    if not api_base:
+        raise DeploymentMisconfiguredError(
+            f"Model '{deployment.model_name}' has no api_base and provider '{provider}' has no default. "
+            "Ask your admin to set litellm_params.api_base."
+        )
+    api_key = resolve_setting(deployment.api_key, deployment=deployment, field="api_key")
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    base = api_base.rstrip("/")
+    if provider == providers.AZURE:
+        version = resolve_setting(deployment.api_version, deployment=deployment, field="api_version")
+        url = (
+            f"{base}/openai/deployments/{upstream_model}/chat/completions"
+            f"?api-version={version or providers.AZURE_DEFAULT_API_VERSION}"
+        )
+        if api_key:
+            headers["api-key"] = api_key
+    else:
+        url = f"{base}/chat/completions"
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+    return url, headers
+
+
+def _timeout(deployment: DeploymentSpec) -> tuple[float, float]:
+    read = deployment.timeout or settings.MODELGATE_UPSTREAM_TIMEOUT
+    return (min(settings.MODELGATE_UPSTREAM_CONNECT_TIMEOUT, read), read)
+
+
+def send(deployment: DeploymentSpec, body: bytes, upstream_model: str, *, stream: bool) -> requests.Response:
+    """POST the body upstream. Returns a 2xx response (streaming: not yet read); raises a GatewayError otherwise."""
+    url, headers = endpoint(deployment, upstream_model)
+    if stream:
+        headers["Accept"] = "text/event-stream"
+    try:
+        response = session().post(url, data=body, headers=headers, stream=stream, timeout=_timeout(deployment))
+    except requests.Timeout as exc:
+        raise UpstreamTimeoutError(
+            f"The upstream for model '{deployment.model_name}' did not answer within {_timeout(deployment)[1]:g}s. "
+            "Try again, or ask your admin to raise the deployment's timeout."
+        ) from exc
+    except requests.RequestException as exc:
+        logger.warning("upstream %s for %s unreachable: %s", deployment.id, deployment.model_name, type(exc).__name__)
+        raise UpstreamUnavailableError(
+            f"Could not reach the upstream for model '{deployment.model_name}'. Try again later; "
+            "if it persists, ask your admin to check the deployment's api_base."
+        ) from exc
+    if response.status_code >= 400:
+        raise upstream_error(deployment, response)
+    return response
+
+
+def upstream_error(deployment: DeploymentSpec, response: requests.Response) -> UpstreamError:
+    """Keep the upstream's status, type and code; prefix its message with the route (SPEC §6)."""
+    try:
+        raw = response.content
+    except requests.RequestException:
+        raw = b""
+    finally:
+        response.close()
+    status = response.status_code
+    message, type_, code, param = None, None, None, None
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+    if isinstance(payload, dict):
+        err = payload.get("error", payload)
+        if isinstance(err, dict):
+            message = err.get("message")
+            type_ = err.get("type")
+            code = err.get("code")
+            param = err.get("param")
+        elif isinstance(err, str):
+            message = err
+    if not isinstance(message, str) or not message:
+        text = raw.decode("utf-8", "replace").strip()[:500]
+        message = text or f"HTTP {status}"
+    message = _scrub(message, deployment)
+    return UpstreamError(
+        f"{deployment.model_name}: {message}",
+        status=status,
+        type=type_ if isinstance(type_, str) else ("upstream_error" if status >= 500 else "invalid_request_error"),
+        code=None if code is None else str(code),
+        param=param if isinstance(param, str) else None,
+    )
+
+
+def _scrub(message: str, deployment: DeploymentSpec) -> str:
+    """Never let the deployment's own key come back in an upstream's error text."""
+    try:
+        key = resolve_setting(deployment.api_key, deployment=deployment, field="api_key")
+    except DeploymentMisconfiguredError:
+        return message
+    if key and len(key) >= 6 and key in message:
+        message = message.replace(key, "***")
+    return message
+
+
+def iter_stream(deployment: DeploymentSpec, response: requests.Response) -> Iterator[bytes]:
+    """Pass SSE bytes through as they arrive. A failure mid-stream ends it with an OpenAI-shaped error event."""
+    try:
+        yield from response.iter_content(chunk_size=None)
+    except requests.RequestException as exc:
+        error = UpstreamTimeoutError if isinstance(exc, requests.Timeout) else UpstreamUnavailableError
+        err = error(f"The upstream for model '{deployment.model_name}' broke off the stream. Try again.")
+        logger.warning("upstream %s stream broke: %s", deployment.id, type(exc).__name__)
+        yield (
+            b"data: "
+            + json.dumps(
+                {"error": {"message": err.message, "type": err.type, "code": err.code, "param": None}}
+            ).encode()
+            + b"\n\n"
+        )
+    finally:
+        response.close()
