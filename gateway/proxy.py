@@ -15,6 +15,7 @@ from gateway import mock, upstream
 from gateway.chat import ChatRequest, parse_chat_request, read_body
 from gateway.errors import (
     GatewayError,
+    InvalidRequestError,
     MethodNotAllowedError,
     ModelNotFoundError,
     NotFoundError,
@@ -117,3 +118,8 @@ def not_found(request: HttpRequest, exception=None) -> HttpResponse:
 
 def server_error(request: HttpRequest) -> HttpResponse:
     return error_response(GatewayError("The gateway hit an internal error. It has been logged; try again."))
+
+
+def bad_request(request: HttpRequest, exception=None) -> HttpResponse:
+    """Django's own 400s (a Host not in ALLOWED_HOSTS, a malformed request) in the OpenAI shape."""
+    return error_response(InvalidRequestError("The gateway could not accept this request (bad request or Host)."))

@@ -7,6 +7,7 @@ environment variables (DATABASE_URL, DJANGO_SECRET_KEY, ALLOWED_HOSTS, MODELGATE
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -94,9 +95,9 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------------------------------------------
-DATABASES = {
-    "default": _env_or_fail(env.db, "DATABASE_URL", f"sqlite:///{DATA_DIR / 'modelgate.sqlite3'}"),
-}
+if not env.str("DATABASE_URL", default=""):  # unset or empty: the embedded default
+    os.environ["DATABASE_URL"] = f"sqlite:///{DATA_DIR / 'modelgate.sqlite3'}"
+DATABASES = {"default": _env_or_fail(env.db, "DATABASE_URL", None)}
 DATABASES["default"].setdefault("CONN_MAX_AGE", _env_or_fail(env.int, "CONN_MAX_AGE", 60))
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -35,5 +35,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+handler400 = "gateway.proxy.bad_request"
 handler404 = "gateway.proxy.not_found"
 handler500 = "gateway.proxy.server_error"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -12,6 +13,17 @@ from models_registry.config import apply_config, parse_config
 from models_registry.registry import invalidate_routes
 
 MASTER_KEY = "sk-master-test-0123456789"
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """A PostgreSQL test database of this run's own (test_<name>_<pid>), so that runs side by side on one server
+    (developers, CI, xdist workers) never drop each other's database."""
+    from django.conf import settings
+
+    for config in settings.DATABASES.values():
+        if config["ENGINE"] == "django.db.backends.postgresql":
+            config.setdefault("TEST", {})["NAME"] = f"test_{config['NAME']}_{os.getpid()}"
 
 
 @pytest.fixture(autouse=True)
