@@ -71,8 +71,13 @@ def serve(args: argparse.Namespace) -> None:
 def load_config_command(args: argparse.Namespace) -> None:
     _setup_django()
     from django.core.management import call_command
+    from django.core.management.base import CommandError
 
-    call_command("load_config", args.path)
+    call_command("migrate", interactive=False, verbosity=0)
+    try:
+        call_command("load_config", args.path)
+    except CommandError as exc:
+        sys.exit(f"modelgate: {exc}")
 
 
 def manage(args: argparse.Namespace) -> None:

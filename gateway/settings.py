@@ -27,8 +27,24 @@ def _env_or_fail(cast, name: str, default):
         raise ImproperlyConfigured(f"Environment variable {name} has an invalid value: {exc}") from exc
 
 
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(name: str, default: bool) -> bool:
+    """A strict boolean: 'perhaps' is an error, not False."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if raw.strip().lower() in _TRUE:
+        return True
+    if raw.strip().lower() in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"Environment variable {name} must be true or false, not {raw!r}.")
+
+
 # --- Core ---------------------------------------------------------------------------------------------------------
-DEBUG = _env_or_fail(env.bool, "DEBUG", False)
+DEBUG = _bool("DEBUG", False)
 ALLOWED_HOSTS = _env_or_fail(env.list, "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 DATA_DIR = Path(env.str("MODELGATE_DATA_DIR", default=str(BASE_DIR)))
 
@@ -98,8 +114,17 @@ TEMPLATES = [
 if not env.str("DATABASE_URL", default=""):  # unset or empty: the embedded default
     os.environ["DATABASE_URL"] = f"sqlite:///{DATA_DIR / 'modelgate.sqlite3'}"
 DATABASES = {"default": _env_or_fail(env.db, "DATABASE_URL", None)}
-DATABASES["default"].setdefault("CONN_MAX_AGE", _env_or_fail(env.int, "CONN_MAX_AGE", 60))
-DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # One small pool per process, shared by its threads (gthread workers run many threads; a connection per
+    # thread would exhaust PostgreSQL's max_connections). Django's pool needs CONN_MAX_AGE = 0.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "pool",
+        {"min_size": 1, "max_size": _env_or_fail(env.int, "MODELGATE_DB_POOL_SIZE", 8), "timeout": 10},
+    )
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", _env_or_fail(env.int, "CONN_MAX_AGE", 60))
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several gunicorn workers share the file: wait for a lock instead of failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("timeout", 20)
@@ -120,7 +145,7 @@ USE_TZ = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _bool("BEHIND_TLS_PROXY", False) else None
 CSRF_TRUSTED_ORIGINS = _env_or_fail(env.list, "CSRF_TRUSTED_ORIGINS", [])
 
 # --- REST framework (management API) ------------------------------------------------------------------------------
