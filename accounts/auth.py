@@ -100,7 +100,8 @@ def grant_for_key(plaintext: str) -> KeyGrant:
     """Master key or a virtual key's snapshot; the same answer for 'no such key' and 'wrong key'."""
     if is_master(plaintext):
         return MASTER_GRANT
-    grant = _grants.get_or_load(hash_key(plaintext), lambda: _load_grant(hash_key(plaintext)))
+    key_hash = hash_key(plaintext)
+    grant = _grants.get_or_load(key_hash, lambda: _load_grant(key_hash))
     if grant is None:
         raise InvalidKeyError(BAD_KEY_MESSAGE)
     return grant

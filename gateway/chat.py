@@ -69,11 +69,15 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def parse_chat_request(raw: bytes) -> ChatRequest:
     if not raw.strip():
         raise InvalidJSONError("Request body is empty. Send a JSON object with 'model' and 'messages'.")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidJSONError(f"Request body is not valid JSON ({exc}). Send a JSON object.") from exc
     if not isinstance(body, dict):

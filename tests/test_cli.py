@@ -104,3 +104,30 @@ def test_serve_takes_the_master_key_from_the_config_through_the_environment(tmp_
     finally:
         gateway.stop()
         database.drop()
+
+
+@pytest.mark.e2e
+def test_the_quick_start_config_answers_offline_with_the_documented_master_key(tmp_path):
+    """What `make demo` serves: examples/config.yaml, SQLite, master key sk-1234, mock-gpt answering offline."""
+    database = E2EDatabase(tmp_path)
+    gateway = GatewayProcess(
+        database_url=database.url,
+        config_path=ROOT / "examples" / "config.yaml",
+        data_dir=tmp_path,
+        workers=1,
+        env={"MODELGATE_MASTER_KEY": ""},
+    )
+    try:
+        gateway.start()
+        reply = requests.post(
+            gateway.url + "/v1/chat/completions",
+            json={"model": "mock-gpt", "messages": [{"role": "user", "content": "Hello"}]},
+            headers={"Authorization": "Bearer sk-1234"},
+            timeout=10,
+        )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"] == "Hello"
+        assert "warning:" not in gateway.log()  # the example config loads without warnings
+    finally:
+        gateway.stop()
+        database.drop()
