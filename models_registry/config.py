@@ -139,11 +139,12 @@ class _Entry:
         value = data.get(key)
         if value is None:
             return None
-        if isinstance(value, str) and not integer:
-            try:
-                value = float(value)  # LiteLLM configs often quote prices: "0.000002"
+        if isinstance(value, str):
+            try:  # LiteLLM configs often quote numbers: "0.000002", rpm: "100"
+                value = int(value) if integer else float(value)
             except ValueError:
-                raise self.fail(path, f"must be a number, not {value!r}") from None
+                kind = "a whole number" if integer else "a number"
+                raise self.fail(path, f"must be {kind}, not {value!r}") from None
         ok = isinstance(value, int) if integer else isinstance(value, int | float)
         if isinstance(value, bool) or not ok or value < 0:
             kind = "a whole number" if integer else "a number"

@@ -208,7 +208,10 @@ def test_upstream_model_substitutes_captures_then_drops_the_provider(model_name,
         ("gpt-4", "gpt-4"),
         ("openai/gpt-4", "gpt-4"),
         ("azure/chatgpt-v-2", "chatgpt-v-2"),
-        ("fireworks_ai/accounts/fireworks/models/llama-v3-70b-instruct", "accounts/fireworks/models/llama-v3-70b-instruct"),
+        (
+            "fireworks_ai/accounts/fireworks/models/llama-v3-70b-instruct",
+            "accounts/fireworks/models/llama-v3-70b-instruct",
+        ),
     ],
 )
 def test_upstream_model_removes_only_the_provider_prefix(model, upstream):
