@@ -49,8 +49,22 @@ def team_get(team_id: str) -> Team:
 
 # --- validation ---------------------------------------------------------------------------------------------------
 def _check_duration(value: str | None, field: str) -> None:
-    if value is not None and not is_duration(value):
+    if value is None:
+        return
+    try:
+        fits = is_duration(value) and add_duration(timezone.now(), value) is not None
+    except (ValueError, OverflowError):  # parses, but lands beyond the calendar (e.g. 99999999999d)
+        fits = False
+    if not fits:
         raise InvalidRequestError(f"'{field}' must be {DURATION_HELP}; got '{value}'.", param=field)
+
+
+def _team_for_key(team_id: str) -> Team:
+    """The team a key body names; a missing team is a bad field of that body (SPEC §4: 400), not a 404."""
+    row = Team.objects.filter(team_id=team_id).first()
+    if row is None:
+        raise InvalidRequestError(f"No team with team_id '{team_id}'. GET /team/list shows the teams.", param="team_id")
+    return row
 
 
 def validate_key_models(models: Sequence[str], team: Team | None) -> None:
@@ -95,7 +109,7 @@ def key_generate(
     key: str | None = None,
 ) -> tuple[VirtualKey, str]:
     """Create a key; returns the row and the plaintext, which is never stored and never shown again."""
-    team = team_get(team_id) if team_id is not None else None
+    team = _team_for_key(team_id) if team_id is not None else None
     _check_duration(duration, "duration")
     _check_duration(budget_duration, "budget_duration")
     validate_key_models(models, team)
@@ -133,7 +147,7 @@ def key_update(row: VirtualKey, **changes: Any) -> VirtualKey:
     """Change the given fields. `team_id=None` takes the key out of its team; `duration` restarts expiry from now."""
     if "team_id" in changes:
         team_id = changes.pop("team_id")
-        row.team = team_get(team_id) if team_id is not None else None
+        row.team = _team_for_key(team_id) if team_id is not None else None
     if "duration" in changes:
         duration = changes.pop("duration")
         _check_duration(duration, "duration")

@@ -10,6 +10,10 @@ from rest_framework import serializers
 from rest_framework.views import APIView
 
 from accounts.auth import require_master
+from gateway.errors import InvalidJSONError
+
+# PositiveIntegerField columns are 4-byte integers on every backend; a larger value must be a 400, not a 500.
+MAX_STORED_INT = 2**31 - 1
 
 
 class MasterKeyApi(APIView):
@@ -39,6 +43,10 @@ class StrictFloatField(serializers.FloatField):
 class StrictIntegerField(serializers.IntegerField):
     default_error_messages = {"invalid": "A whole number is required."}
 
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_value", MAX_STORED_INT)
+        super().__init__(**kwargs)
+
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
@@ -65,9 +73,13 @@ def model_list_field(**kwargs) -> serializers.ListField:
 class StrictSerializer(serializers.Serializer):
     """Refuses fields it does not declare, naming them."""
 
-    def to_internal_value(self, data):
+    def run_validation(self, data=serializers.empty):
+        # SPEC §6: a body that is JSON but not an object is `invalid_json`, as on the relay.
         if not isinstance(data, dict):
-            raise serializers.ValidationError({"non_field_errors": ["The request body must be a JSON object."]})
+            raise InvalidJSONError("The request body must be a JSON object.")
+        return super().run_validation(data)
+
+    def to_internal_value(self, data):
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
             raise serializers.ValidationError(

@@ -49,12 +49,17 @@ def relax_json(text: str) -> str:
     return "".join(out)
 
 
+def _refuse_constant(name: str) -> object:
+    # Python's json accepts NaN and Infinity; JSON does not, and the database cannot store them.
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def loads_lenient(raw: bytes) -> object:
     text = raw.decode("utf-8")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant)
     except ValueError:
-        return json.loads(relax_json(text))
+        return json.loads(relax_json(text), parse_constant=_refuse_constant)
 
 
 class LenientJSONParser(JSONParser):
