@@ -3,13 +3,15 @@ service. Field names follow LiteLLM's proxy (SPEC §4)."""
 
 from __future__ import annotations
 
+import hmac
+
 from django.utils import timezone
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import services
 from accounts.access import check_key_status
-from accounts.auth import authenticate, require_master
+from accounts.auth import authenticate, hash_key, require_master
 from accounts.models import Team, VirtualKey
 from gateway.api import (
     MasterKeyApi,
@@ -136,6 +138,12 @@ class KeyUpdateApi(MasterKeyApi):
         return Response(key_as_dict(row))
 
 
+def _names_key(identifier: str, key_hash: str) -> bool:
+    """Does `identifier` (plaintext or token) name the key with this hash?"""
+    candidate = hash_key(identifier) if identifier.startswith(services.KEY_PREFIX) else identifier.lower()
+    return hmac.compare_digest(candidate, key_hash)
+
+
 class KeyInfoApi(APIView):
     """Master key: any key's info (?key=). A virtual key without ?key=: its own info, as LiteLLM allows."""
 
@@ -143,7 +151,8 @@ class KeyInfoApi(APIView):
         super().initial(request, *args, **kwargs)
         self.grant = authenticate(request._request)
         check_key_status(self.grant, timezone.now())
-        if not self.grant.is_master and "key" in request.query_params:
+        asked = request.query_params.get("key")
+        if not self.grant.is_master and asked is not None and not _names_key(asked, self.grant.key_hash):
             require_master(request._request)
 
     def get(self, request):
@@ -166,7 +175,7 @@ class KeyDeleteApi(MasterKeyApi):
         aliases = serializer.validated_data.get("key_aliases", [])
         if not keys and not aliases:
             raise InvalidRequestError("Pass 'keys' (keys or tokens) or 'key_aliases' to delete.", param="keys")
-        rows = [services.key_get(identifier) for identifier in keys]
+        rows = [services.key_get(identifier, param="keys") for identifier in keys]
         for alias in aliases:
             row = VirtualKey.objects.filter(key_alias=alias).first()
             if row is None:
@@ -274,7 +283,7 @@ class TeamDeleteApi(MasterKeyApi):
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        teams = [services.team_get(team_id) for team_id in serializer.validated_data["team_ids"]]
+        teams = [services.team_get(team_id, param="team_ids") for team_id in serializer.validated_data["team_ids"]]
         deleted = services.teams_delete(teams, delete_keys=_bool_param(request, "delete_keys"))
         return Response({"deleted_teams": deleted})
 

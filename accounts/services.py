@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.access import team_allows_entry
@@ -29,21 +30,21 @@ def new_key_plaintext() -> str:
 
 
 # --- lookups ------------------------------------------------------------------------------------------------------
-def key_get(identifier: str) -> VirtualKey:
+def key_get(identifier: str, *, param: str = "key") -> VirtualKey:
     """A key by its plaintext (`sk-...`) or by its hash (the `token` /key/generate returned)."""
     if not isinstance(identifier, str) or not identifier:
-        raise InvalidRequestError("Say which key: pass the key (sk-...) or its token.", param="key")
+        raise InvalidRequestError("Say which key: pass the key (sk-...) or its token.", param=param)
     key_hash = hash_key(identifier) if identifier.startswith(KEY_PREFIX) else identifier.lower()
     row = VirtualKey.objects.select_related("team").filter(key_hash=key_hash).first()
     if row is None:
-        raise NotFoundError("No such key. Check the key or token you passed (GET /key/list shows them).", param="key")
+        raise NotFoundError("No such key. Check the key or token you passed (GET /key/list shows them).", param=param)
     return row
 
 
-def team_get(team_id: str) -> Team:
+def team_get(team_id: str, *, param: str = "team_id") -> Team:
     row = Team.objects.filter(team_id=team_id).first()
     if row is None:
-        raise NotFoundError(f"No team with team_id '{team_id}'. GET /team/list shows the teams.", param="team_id")
+        raise NotFoundError(f"No team with team_id '{team_id}'. GET /team/list shows the teams.", param=param)
     return row
 
 
@@ -91,6 +92,17 @@ def _check_alias_free(model, field: str, value: str | None, exclude_pk=None) -> 
         raise InvalidRequestError(f"{field} '{value}' is already in use; pick another.", param=field)
 
 
+@contextmanager
+def _unique_or_400(what: str, param: str):
+    """The pre-checks above answer the common case; two requests racing for one alias meet the unique constraint
+    here, and get the same 400 instead of a 500."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError as exc:
+        raise InvalidRequestError(f"{what} is already in use; pick another.", param=param) from exc
+
+
 # --- keys ---------------------------------------------------------------------------------------------------------
 @transaction.atomic
 def key_generate(
@@ -124,21 +136,22 @@ def key_generate(
         if VirtualKey.objects.filter(key_hash=hash_key(key)).exists():
             raise InvalidRequestError("That key already exists; choose another or omit 'key'.", param="key")
     plaintext = key or new_key_plaintext()
-    row = VirtualKey.objects.create(
-        key_hash=hash_key(plaintext),
-        key_preview=preview(plaintext),
-        key_alias=key_alias,
-        team=team,
-        models=list(models),
-        max_budget=max_budget,
-        budget_duration=budget_duration,
-        expires=add_duration(timezone.now(), duration) if duration else None,
-        metadata=metadata or {},
-        rpm_limit=rpm_limit,
-        tpm_limit=tpm_limit,
-        max_parallel_requests=max_parallel_requests,
-        blocked=blocked,
-    )
+    with _unique_or_400("That key or key_alias", "key_alias"):
+        row = VirtualKey.objects.create(
+            key_hash=hash_key(plaintext),
+            key_preview=preview(plaintext),
+            key_alias=key_alias,
+            team=team,
+            models=list(models),
+            max_budget=max_budget,
+            budget_duration=budget_duration,
+            expires=add_duration(timezone.now(), duration) if duration else None,
+            metadata=metadata or {},
+            rpm_limit=rpm_limit,
+            tpm_limit=tpm_limit,
+            max_parallel_requests=max_parallel_requests,
+            blocked=blocked,
+        )
     return row, plaintext
 
 
@@ -162,7 +175,8 @@ def key_update(row: VirtualKey, **changes: Any) -> VirtualKey:
     for field, value in changes.items():
         setattr(row, field, value)
     validate_key_models(row.models, row.team)
-    row.save()
+    with _unique_or_400("That key_alias", "key_alias"):
+        row.save()
     return row
 
 
@@ -222,7 +236,8 @@ def team_create(
     )
     if team_id is not None:
         fields["team_id"] = team_id
-    return Team.objects.create(**fields)
+    with _unique_or_400("That team_id or team_alias", "team_alias"):
+        return Team.objects.create(**fields)
 
 
 @transaction.atomic
@@ -236,7 +251,8 @@ def team_update(team: Team, **changes: Any) -> Team:
         changes["models"] = list(changes["models"] or [])
     for field, value in changes.items():
         setattr(team, field, value)
-    team.save()
+    with _unique_or_400("That team_alias", "team_alias"):
+        team.save()
     return team
 
 

@@ -59,7 +59,7 @@ def test_delete_by_keys_and_aliases_together(api, make_key):
 def test_delete_of_an_unknown_key_deletes_nothing(api, make_key):
     row, plaintext = make_key()
     response = api.post("/key/delete", {"keys": [plaintext, "sk-no-such-key-000000000000"]})
-    assert_error(response, 404, "not_found", param="key")
+    assert_error(response, 404, "not_found", param="keys")
     assert VirtualKey.objects.filter(pk=row.pk).exists()
 
 

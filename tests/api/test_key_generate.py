@@ -365,3 +365,15 @@ def test_an_empty_body_generates_an_unrestricted_key(api):
     response = _generate(api, raw="")
     assert response.status_code == 200, response.content
     assert response.data["models"] == [] and response.data["team_id"] is None
+
+
+def test_a_race_for_the_same_alias_is_a_400_not_a_500(api, make_key, monkeypatch):
+    """Two requests racing past the pre-check meet the unique constraint: still a 400 naming the field."""
+    from accounts import services
+
+    make_key(key_alias="taken")
+    monkeypatch.setattr(services, "_check_alias_free", lambda *args, **kwargs: None)
+    response = api.post("/key/generate", {"key_alias": "taken"})
+    assert response.status_code == 400, response.content
+    assert response.data["error"]["code"] == "invalid_field"
+    assert response.data["error"]["param"] == "key_alias"

@@ -261,3 +261,11 @@ def test_update_rejects_wrong_types_and_unknown_fields(api, make_key, body, para
 
 def test_update_rejects_a_key_of_the_wrong_type(api):
     assert_error(_update(api, {"key": 12345}), 400, "invalid_field", param="key")
+
+
+def test_a_virtual_key_may_name_itself_in_key_info(anon, make_key):
+    row, plaintext = make_key(key_alias="self-reader")
+    for identifier in (plaintext, row.key_hash):
+        response = anon.get("/key/info", {"key": identifier}, key=plaintext)
+        assert response.status_code == 200, response.content
+        assert response.data["info"]["key_alias"] == "self-reader"

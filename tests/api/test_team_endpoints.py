@@ -254,7 +254,7 @@ def test_team_delete_is_all_or_nothing(api, make_team, make_key):
 
 def test_team_delete_of_an_unknown_team_is_not_found(api, make_team):
     make_team(team_id="real")
-    assert_error(api.post("/team/delete", {"team_ids": ["real", "ghost"]}), 404, "not_found", param="team_id")
+    assert_error(api.post("/team/delete", {"team_ids": ["real", "ghost"]}), 404, "not_found", param="team_ids")
     assert Team.objects.filter(team_id="real").exists()
 
 
