@@ -170,7 +170,7 @@ def upstream_error(deployment: DeploymentSpec, response: requests.Response) -> U
         f"{deployment.model_name}: {message}",
         status=status,
         type=type_ if isinstance(type_, str) else ("upstream_error" if status >= 500 else "invalid_request_error"),
-        code=None if code is None else str(code),
+        code="upstream_error" if code is None else str(code),  # SPEC §6: code is always a string
         param=param if isinstance(param, str) else None,
     )
 
