@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from accounts.budgets import Limits
 from gateway.errors import (
     BlockedKeyError,
     BlockedTeamError,
@@ -43,6 +44,8 @@ class KeyGrant:
     blocked: bool = False
     team_blocked: bool = False
     is_master: bool = False
+    key_limits: Limits | None = None  # budget and rate limits of the key; None when it has none
+    team_limits: Limits | None = None
 
     @property
     def key_label(self) -> str:

@@ -13,7 +13,8 @@ from django.db import connection, transaction
 from django.http import HttpRequest
 
 from accounts.access import KeyGrant
-from accounts.models import VirtualKey
+from accounts.budgets import Limits
+from accounts.models import Team, VirtualKey
 from gateway.errors import AdminOnlyError, InvalidKeyError
 from gateway.ttlcache import TTLCache
 
@@ -79,6 +80,21 @@ def _load_grant(key_hash: str) -> KeyGrant | None:
     return grant_for(row)
 
 
+def _limits(row: VirtualKey | Team, owner: str, label: str) -> Limits | None:
+    limits = Limits(
+        owner=owner,
+        label=label,
+        max_budget=row.max_budget,
+        spend=row.spend,
+        budget_duration=row.budget_duration,
+        budget_reset_at=row.budget_reset_at,
+        rpm=row.rpm_limit,
+        tpm=row.tpm_limit,
+        parallel=row.max_parallel_requests,
+    )
+    return limits if limits.any else None
+
+
 def grant_for(row: VirtualKey) -> KeyGrant:
     team = row.team
     return KeyGrant(
@@ -93,6 +109,8 @@ def grant_for(row: VirtualKey) -> KeyGrant:
         expires=row.expires,
         blocked=row.blocked,
         team_blocked=team.blocked if team else False,
+        key_limits=_limits(row, f"k{row.pk}", f"Key '{row}'"),
+        team_limits=_limits(team, f"t{team.team_id}", f"Team '{team}'") if team else None,
     )
 
 

@@ -37,3 +37,14 @@ def _days_in_month(year: int, month: int) -> int:
     if month == 12:
         return 31
     return (datetime(year, month + 1, 1) - datetime(year, month, 1)).days
+
+
+def fixed_length(value: str) -> timedelta | None:
+    """The duration as a timedelta, or None for calendar months (their length varies)."""
+    found = _DURATION.match(value)
+    if not found:
+        raise ValueError(f"'{value}' is not a duration; use {DURATION_HELP}")
+    amount, unit = int(found.group(1)), found.group(2)
+    if unit == "mo":
+        return None
+    return timedelta(**{_UNITS[unit]: amount})

@@ -82,6 +82,16 @@ def validate_key_models(models: Sequence[str], team: Team | None) -> None:
             )
 
 
+def _first_reset(budget_duration: str | None):
+    return add_duration(timezone.now(), budget_duration) if budget_duration else None
+
+
+def _restart_budget_period(row: VirtualKey | Team, changes: dict) -> None:
+    """A new budget_duration starts a new period now (spend carries over until that period ends)."""
+    if "budget_duration" in changes and changes["budget_duration"] != row.budget_duration:
+        changes["budget_reset_at"] = _first_reset(changes["budget_duration"])
+
+
 def _check_alias_free(model, field: str, value: str | None, exclude_pk=None) -> None:
     if value is None:
         return
@@ -145,6 +155,7 @@ def key_generate(
             models=list(models),
             max_budget=max_budget,
             budget_duration=budget_duration,
+            budget_reset_at=_first_reset(budget_duration),
             expires=add_duration(timezone.now(), duration) if duration else None,
             metadata=metadata or {},
             rpm_limit=rpm_limit,
@@ -172,6 +183,7 @@ def key_update(row: VirtualKey, **changes: Any) -> VirtualKey:
         changes["metadata"] = {}
     if "models" in changes:
         changes["models"] = list(changes["models"] or [])
+    _restart_budget_period(row, changes)
     for field, value in changes.items():
         setattr(row, field, value)
     validate_key_models(row.models, row.team)
@@ -228,6 +240,7 @@ def team_create(
         models=list(models),
         max_budget=max_budget,
         budget_duration=budget_duration,
+        budget_reset_at=_first_reset(budget_duration),
         rpm_limit=rpm_limit,
         tpm_limit=tpm_limit,
         max_parallel_requests=max_parallel_requests,
@@ -249,6 +262,7 @@ def team_update(team: Team, **changes: Any) -> Team:
         changes["metadata"] = {}
     if "models" in changes:
         changes["models"] = list(changes["models"] or [])
+    _restart_budget_period(team, changes)
     for field, value in changes.items():
         setattr(team, field, value)
     with _unique_or_400("That team_alias", "team_alias"):

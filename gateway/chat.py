@@ -40,10 +40,18 @@ class ChatRequest:
     model: str
     stream: bool
 
-    def for_upstream(self, upstream_model: str) -> bytes:
-        """The body sent upstream: the provider's model name, without gateway-only fields."""
+    @property
+    def wants_usage(self) -> bool:
+        """Did the client itself ask for the usage chunk of a stream?"""
+        return bool((self.body.get("stream_options") or {}).get("include_usage"))
+
+    def for_upstream(self, upstream_model: str, *, ask_usage: bool = False) -> bytes:
+        """The body sent upstream: the provider's model name, without gateway-only fields; `ask_usage` adds
+        `stream_options.include_usage` so a stream can be costed."""
         out = {k: v for k, v in self.body.items() if k not in GATEWAY_ONLY_FIELDS and not k.startswith("litellm_")}
         out["model"] = upstream_model
+        if ask_usage:
+            out["stream_options"] = {**(out.get("stream_options") or {}), "include_usage": True}
         return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 

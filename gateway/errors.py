@@ -95,6 +95,19 @@ class MethodNotAllowedError(InvalidRequestError):
     code = "method_not_allowed"
 
 
+# --- budgets and rate limits (429) ---------------------------------------------------------------------------------
+class BudgetExceededError(GatewayError):
+    status = 429
+    type = "budget_exceeded"
+    code = "budget_exceeded"
+
+
+class RateLimitError(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
 # --- upstream (5xx) -----------------------------------------------------------------------------------------------
 class UpstreamUnavailableError(GatewayError):
     status = 502

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
 
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.access import callable_models, callable_patterns, check_access, check_key_status
 from accounts.auth import authenticate
-from gateway import mock, upstream
-from gateway.chat import ChatRequest, parse_chat_request, read_body
+from gateway.chat import parse_chat_request, read_body
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
@@ -22,9 +22,8 @@ from gateway.errors import (
     error_response,
     openai_errors,
 )
-from models_registry import providers
+from gateway.relay import Call
 from models_registry.registry import current_routes
-from models_registry.routing import DeploymentSpec
 
 
 def _require(request: HttpRequest, method: str) -> None:
@@ -35,43 +34,27 @@ def _require(request: HttpRequest, method: str) -> None:
 @csrf_exempt
 @openai_errors
 def chat_completions(request: HttpRequest) -> HttpResponse:
+    started = time.perf_counter()
     _require(request, "POST")
     grant = authenticate(request)
-    check_key_status(grant, timezone.now())
-    chat = parse_chat_request(read_body(request))
-    routes = current_routes()
-    match = routes.resolve(chat.model)
-    check_access(grant, chat.model, match, routes)
-    if match is None:
-        raise ModelNotFoundError(
-            f"No model named '{chat.model}' is configured on this gateway. See GET /v1/models for what your key "
-            "can call.",
-            param="model",
-        )
-    deployment = upstream.pick_deployment(match.route)
-    return relay(deployment, chat, deployment.upstream_model(match.captures))
-
-
-def relay(deployment: DeploymentSpec, chat: ChatRequest, upstream_model: str) -> HttpResponse:
-    if deployment.provider == providers.MOCK or deployment.mock_response is not None:
-        if chat.stream:
-            return _sse(mock.stream(chat.body, upstream_model, deployment.mock_response))
-        return JsonResponse(mock.completion(chat.body, upstream_model, deployment.mock_response))
-    response = upstream.send(deployment, chat.for_upstream(upstream_model), upstream_model, stream=chat.stream)
-    if chat.stream:
-        return _sse(upstream.iter_stream(deployment, response))
-    return HttpResponse(
-        response.content,
-        status=response.status_code,
-        content_type=response.headers.get("Content-Type", "application/json"),
-    )
-
-
-def _sse(chunks) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(chunks, content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # nginx: pass chunks through as they come
-    return response
+    call = Call(grant=grant, started=started, now=timezone.now())
+    try:
+        check_key_status(grant, call.now)
+        call.chat = parse_chat_request(read_body(request))
+        routes = current_routes()
+        match = routes.resolve(call.chat.model)
+        check_access(grant, call.chat.model, match, routes)
+        if match is None:
+            raise ModelNotFoundError(
+                f"No model named '{call.chat.model}' is configured on this gateway. See GET /v1/models for what "
+                "your key can call.",
+                param="model",
+            )
+        headers = call.admit(match)  # budgets, then rate limits (BudgetExceededError / RateLimitError)
+        return call.relay(headers)  # UpstreamUnavailableError / UpstreamTimeoutError / UpstreamError
+    except GatewayError as exc:
+        call.fail(exc)
+        raise
 
 
 @csrf_exempt

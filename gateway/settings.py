@@ -172,6 +172,16 @@ MODELGATE_UPSTREAM_TIMEOUT = _env_or_fail(env.float, "MODELGATE_UPSTREAM_TIMEOUT
 MODELGATE_UPSTREAM_CONNECT_TIMEOUT = _env_or_fail(env.float, "MODELGATE_UPSTREAM_CONNECT_TIMEOUT", 10.0)
 MODELGATE_UPSTREAM_POOL_SIZE = _env_or_fail(env.int, "MODELGATE_UPSTREAM_POOL_SIZE", 100)
 
+# Budgets and rate limits: counters in Redis when REDIS_URL is set (needed across machines), else in the database.
+REDIS_URL = env.str("REDIS_URL", default="")
+MODELGATE_REDIS_PREFIX = env.str("MODELGATE_REDIS_PREFIX", default="modelgate:")
+# Request log: "thread" writes in a background thread per process; "manual" only on accounting.flush() (tests).
+MODELGATE_ACCOUNTING = env.str("MODELGATE_ACCOUNTING", default="thread")
+if MODELGATE_ACCOUNTING not in ("thread", "manual"):
+    raise ImproperlyConfigured("MODELGATE_ACCOUNTING must be 'thread' or 'manual'.")
+# Keep request and response bodies in the request log (off: bodies are never stored).
+MODELGATE_LOG_BODIES = _bool("MODELGATE_LOG_BODIES", False)
+
 # --- Logging ------------------------------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,

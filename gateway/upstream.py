@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 from collections.abc import Iterator
 
 import requests
@@ -26,7 +25,7 @@ from gateway.errors import (
     UpstreamUnavailableError,
 )
 from models_registry import providers
-from models_registry.routing import DeploymentSpec, Route
+from models_registry.routing import DeploymentSpec
 
 logger = logging.getLogger("modelgate.upstream")
 
@@ -65,16 +64,6 @@ def resolve_setting(value: str, *, deployment: DeploymentSpec, field: str) -> st
             "which is not set on the gateway. Ask your admin to set it."
         )
     return resolved
-
-
-def pick_deployment(route: Route) -> DeploymentSpec:
-    """Weighted random choice among the route's deployments (LiteLLM's simple-shuffle)."""
-    if len(route.deployments) == 1:
-        return route.deployments[0]
-    weights = [max(d.weight, 0.0) for d in route.deployments]
-    if not any(weights):
-        return random.choice(route.deployments)
-    return random.choices(route.deployments, weights=weights, k=1)[0]
 
 
 def endpoint(deployment: DeploymentSpec, upstream_model: str) -> tuple[str, dict[str, str]]:

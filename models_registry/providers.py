@@ -62,6 +62,30 @@ UNSUPPORTED_PROVIDERS = frozenset(
     }
 )
 
+# Providers known to honour `stream_options.include_usage` (usage in the last streamed chunk). For the others the
+# relay counts what was streamed instead.
+STREAM_USAGE_PROVIDERS = frozenset(
+    {
+        "openai",
+        "azure",
+        "fireworks_ai",
+        "together_ai",
+        "groq",
+        "deepseek",
+        "hosted_vllm",
+        "vllm",
+        "xai",
+        "openrouter",
+        "deepinfra",
+        "cerebras",
+        "ollama",
+        "ollama_chat",
+        "lm_studio",
+        "custom_openai",
+        "openai_like",
+    }
+)
+
 MOCK = "mock"
 AZURE = "azure"
 AZURE_DEFAULT_API_VERSION = "2024-10-21"

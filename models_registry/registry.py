@@ -22,6 +22,8 @@ def deployment_spec(row: Deployment) -> DeploymentSpec:
         api_version=row.api_version,
         timeout=row.timeout,
         weight=row.weight,
+        rpm=row.rpm,
+        tpm=row.tpm,
         mock_response=row.mock_response,
         input_cost_per_token=row.input_cost_per_token,
         output_cost_per_token=row.output_cost_per_token,

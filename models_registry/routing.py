@@ -26,6 +26,8 @@ class DeploymentSpec:
     api_version: str = ""
     timeout: float | None = None
     weight: float = 1.0
+    rpm: int | None = None
+    tpm: int | None = None
     mock_response: str | None = None
     input_cost_per_token: float | None = None
     output_cost_per_token: float | None = None

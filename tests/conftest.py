@@ -9,6 +9,7 @@ import pytest
 
 from accounts import services
 from accounts.auth import invalidate_grants
+from gateway import accounting
 from models_registry.config import apply_config, parse_config
 from models_registry.registry import invalidate_routes
 
@@ -32,11 +33,15 @@ def _master_key_and_fresh_caches(settings):
     transaction sends no signals, so a cache could otherwise outlive the rows it was built from)."""
     settings.MODELGATE_MASTER_KEY = MASTER_KEY
     settings.MODELGATE_CONFIG = ""
+    settings.MODELGATE_ACCOUNTING = "manual"  # log rows wait for accounting.flush() instead of a thread
+    settings.REDIS_URL = ""
     invalidate_grants()
     invalidate_routes()
+    accounting.writer.discard()
     yield
     invalidate_grants()
     invalidate_routes()
+    accounting.writer.discard()
 
 
 @pytest.fixture

@@ -1,0 +1,226 @@
+"""After a request: its request-log row and its spend, written off the request path.
+
+`record(entry)` puts a finished request on an in-process queue; a background thread writes queued rows in batches
+(one transaction: `bulk_create` of the log rows, then one atomic `F()` spend increment per key and per team) and
+every few seconds resets budgets whose period ended and sweeps expired counters. On a normal shutdown (SIGTERM to
+gunicorn, interpreter exit) the queue is flushed before the process ends, so no row is lost.
+
+MODELGATE_ACCOUNTING = "manual" (the test suite) keeps the queue but no thread: `flush()` writes it on demand.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.budgets import period_end
+from accounts.models import Team, VirtualKey
+from gateway.models import RequestLog
+
+logger = logging.getLogger("modelgate.accounting")
+
+BATCH_SIZE = 500
+FLUSH_INTERVAL = 0.5
+MAINTENANCE_INTERVAL = 5.0
+
+
+@dataclass(slots=True)
+class LogEntry:
+    request_id: str
+    created_at: datetime
+    requested_model: str
+    status: int
+    key_id: int | None = None
+    key_hash: str = ""
+    key_name: str = ""
+    team_id: str = ""
+    route: str = ""
+    deployment: str = ""
+    upstream_model: str = ""
+    stream: bool = False
+    error_code: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    usage_source: str = ""
+    cost: float = 0.0
+    latency_ms: float = 0.0
+    upstream_latency_ms: float | None = None
+    request_body: dict | None = None
+    response_body: dict | None = field(default=None)
+
+    def row(self) -> RequestLog:
+        return RequestLog(
+            request_id=self.request_id,
+            created_at=self.created_at,
+            key_hash=self.key_hash,
+            key_name=self.key_name,
+            team_id=self.team_id,
+            requested_model=self.requested_model[:255],
+            route=self.route,
+            deployment=self.deployment,
+            upstream_model=self.upstream_model[:255],
+            stream=self.stream,
+            status=self.status,
+            error_code=(self.error_code or "")[:64],
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            usage_source=self.usage_source,
+            cost=self.cost,
+            latency_ms=round(self.latency_ms, 3),
+            upstream_latency_ms=None if self.upstream_latency_ms is None else round(self.upstream_latency_ms, 3),
+            request_body=self.request_body,
+            response_body=self.response_body,
+        )
+
+
+def write_batch(entries: list[LogEntry]) -> None:
+    """One transaction: the log rows, then the summed spend per key and per team as atomic increments."""
+    if not entries:
+        return
+    key_spend: dict[int, float] = defaultdict(float)
+    key_last_used: dict[int, datetime] = {}
+    team_spend: dict[str, float] = defaultdict(float)
+    for entry in entries:
+        if entry.key_id is not None:
+            key_spend[entry.key_id] += entry.cost
+            key_last_used[entry.key_id] = max(entry.created_at, key_last_used.get(entry.key_id, entry.created_at))
+        if entry.team_id and entry.cost:
+            team_spend[entry.team_id] += entry.cost
+    with transaction.atomic():
+        RequestLog.objects.bulk_create([entry.row() for entry in entries], ignore_conflicts=True)
+        for key_id, cost in key_spend.items():
+            VirtualKey.objects.filter(pk=key_id).update(spend=F("spend") + cost, last_used_at=key_last_used[key_id])
+        for team_id, cost in team_spend.items():
+            Team.objects.filter(pk=team_id).update(spend=F("spend") + cost)
+
+
+def reset_due_budgets(now: datetime | None = None) -> int:
+    """Set spend to 0 for keys and teams whose budget period ended. The update is conditional on the old
+    `budget_reset_at`, so when several processes race only one resets each row."""
+    now = now or timezone.now()
+    count = 0
+    for model in (VirtualKey, Team):
+        due = model.objects.filter(budget_reset_at__lte=now).exclude(budget_duration=None)
+        for pk, reset_at, duration in due.values_list("pk", "budget_reset_at", "budget_duration"):
+            try:
+                next_reset = period_end(reset_at, duration, now)
+            except ValueError:
+                continue
+            count += model.objects.filter(pk=pk, budget_reset_at=reset_at).update(spend=0.0, budget_reset_at=next_reset)
+    return count
+
+
+class Writer:
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[LogEntry | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._last_maintenance = 0.0
+
+    def submit(self, entry: LogEntry) -> None:
+        self.queue.put(entry)
+        if settings.MODELGATE_ACCOUNTING == "thread" and self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(target=self._run, name="modelgate-accounting", daemon=True)
+                self._thread.start()
+                atexit.register(self.stop)
+
+    def _drain(self, block: bool) -> tuple[list[LogEntry], bool]:
+        batch: list[LogEntry] = []
+        stop = False
+        try:
+            item = self.queue.get(timeout=FLUSH_INTERVAL) if block else self.queue.get_nowait()
+            while True:
+                if item is None:
+                    stop = True
+                else:
+                    batch.append(item)
+                if len(batch) >= BATCH_SIZE:
+                    break
+                item = self.queue.get_nowait()
+        except queue.Empty:
+            pass
+        return batch, stop
+
+    def flush(self) -> int:
+        """Write everything queued now, in the calling thread."""
+        written = 0
+        while True:
+            batch, _ = self._drain(block=False)
+            if not batch:
+                return written
+            write_batch(batch)
+            written += len(batch)
+
+    def discard(self) -> int:
+        """Drop everything queued without writing it (tests start clean)."""
+        dropped = 0
+        while True:
+            batch, _ = self._drain(block=False)
+            if not batch:
+                return dropped
+            dropped += len(batch)
+
+    def _run(self) -> None:
+        while True:
+            batch, stop = self._drain(block=True)
+            try:
+                if batch:
+                    write_batch(batch)
+                if time.monotonic() - self._last_maintenance > MAINTENANCE_INTERVAL:
+                    self._last_maintenance = time.monotonic()
+                    maintenance()
+            except Exception:  # the writer must survive a database hiccup; the rows of this batch are lost
+                logger.exception("could not write %d request-log rows", len(batch))
+                close_old_connections()
+            if stop:
+                break
+        self.flush()
+        connection.close()
+
+    def stop(self) -> None:
+        """Flush and end the thread (atexit, gunicorn's worker_exit)."""
+        with self._lock:
+            self._stopping = True
+            thread = self._thread
+        if thread is not None and thread.is_alive():
+            self.queue.put(None)
+            thread.join(timeout=30)
+        else:
+            self.flush()
+
+
+def maintenance() -> None:
+    from gateway.counters import DatabaseCounters, store
+
+    reset_due_budgets()
+    counters = store()
+    if isinstance(counters, DatabaseCounters):
+        counters.sweep()
+
+
+writer = Writer()
+
+
+def record(entry: LogEntry) -> None:
+    writer.submit(entry)
+
+
+def flush() -> int:
+    return writer.flush()
