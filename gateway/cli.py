@@ -58,6 +58,7 @@ def serve(args: argparse.Namespace) -> None:
         "--threads", str(args.threads),
         "--keep-alive", "75",
         "--graceful-timeout", "30",
+        "--config", "python:gateway.gunicorn_conf",
     ]  # fmt: skip
     if args.access_log:
         command += ["--access-logfile", "-"]

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import path
 
 from accounts import api as accounts_api
-from gateway import proxy
+from gateway import proxy, spend_api
 from models_registry import api as models_api
 
 urlpatterns = [
@@ -30,6 +30,7 @@ urlpatterns = [
     path("team/delete", accounts_api.TeamDeleteApi.as_view()),
     path("team/list", accounts_api.TeamListApi.as_view()),
     path("model/info", models_api.ModelInfoApi.as_view()),
+    path("spend/logs", spend_api.SpendLogsApi.as_view()),
     path("v1/model/info", models_api.ModelInfoApi.as_view()),
     # operator console
     path("admin/", admin.site.urls),

@@ -3,6 +3,7 @@ fake upstream, and the official openai SDK as the client. Nothing is patched."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -59,6 +60,8 @@ class GatewayProcess:
             DATABASE_URL=self.database_url,
             MODELGATE_DATA_DIR=str(self.data_dir),
             MODELGATE_MASTER_KEY=E2E_MASTER_KEY,
+            # Gateways on one database share their Redis counters too (as on one deployment); others never do.
+            MODELGATE_REDIS_PREFIX=f"mg-e2e-{hashlib.sha256(self.database_url.encode()).hexdigest()[:12]}:",
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra_env)
