@@ -55,6 +55,9 @@ def chat_completions(request: HttpRequest) -> HttpResponse:
     except GatewayError as exc:
         call.fail(exc)
         raise
+    except Exception:
+        call.finish(status=500, error_code="internal_error")  # give back what admission took, log the row
+        raise
 
 
 @csrf_exempt

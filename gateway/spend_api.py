@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -45,14 +45,22 @@ def log_as_dict(row: RequestLog) -> dict:
 
 def _moment(value: str, name: str, *, end: bool) -> datetime:
     """`2026-11-28` (a whole day: its start, or for end_date its end) or an ISO datetime."""
-    moment = parse_datetime(value)
-    if moment is None:
+    # A plain date first: parse_datetime would read it as its midnight. Both raise ValueError for what looks like a
+    # date but is none (2026-02-30).
+    try:
         day = parse_date(value)
-        if day is None:
-            raise InvalidRequestError(f"'{name}' must be a date (YYYY-MM-DD) or an ISO datetime.", param=name)
-        moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
+        moment = parse_datetime(value) if day is None else None
+    except ValueError:
+        day = moment = None
+    if day is not None:
+        try:
+            moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
+        except OverflowError:  # end_date=9999-12-31: no upper bound
+            moment = datetime.max
+    elif moment is None:
+        raise InvalidRequestError(f"'{name}' must be a date (YYYY-MM-DD) or an ISO datetime.", param=name)
     if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, timezone.utc)
+        moment = timezone.make_aware(moment, UTC)
     return moment
 
 
@@ -60,7 +68,7 @@ def _page(request, name: str, default: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:
         raise InvalidRequestError(f"'{name}' must be a whole number from 1 to {high}.", param=name)
     return int(raw)
 

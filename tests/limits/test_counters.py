@@ -1,0 +1,188 @@
+"""The shared counters behind budgets and rate limits, on both stores: `admit` is all-or-nothing, `add` adds,
+expired windows start fresh, and concurrent admissions never let more through than the limit."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from contextlib import closing
+
+import pytest
+from django.db import connection, connections
+
+from gateway import counters
+from gateway.counters import Check, DatabaseCounters, RedisCounters, Update
+from tests.limits.support import chat
+
+
+def fresh(prefix: str) -> str:
+    return f"{prefix}:{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def store(counter_store, db):
+    chosen = counters.store()
+    assert isinstance(chosen, RedisCounters if counter_store == "redis" else DatabaseCounters)
+    return chosen
+
+
+def test_store_follows_redis_url(settings, counter_store):
+    expected = RedisCounters if settings.REDIS_URL else DatabaseCounters
+    assert isinstance(counters.store(), expected)
+
+
+def test_admit_applies_every_increment_when_all_checks_pass(store):
+    rpm, par, spend = fresh("rpm"), fresh("par"), fresh("spend")
+    admission = store.admit([Check(spend, limit=5.0), Check(rpm, limit=3, inc=1), Check(par, limit=2, inc=1)])
+    assert admission.admitted
+    assert admission.values == (0.0, 0.0, 0.0)  # the values before this admission
+    assert store.get([spend, rpm, par]) == [0.0, 1.0, 1.0]  # a check with inc 0 only reads
+
+
+def test_admit_is_all_or_nothing(store):
+    first, full, last = fresh("rpm"), fresh("rpm"), fresh("rpm")
+    assert store.admit([Check(full, limit=1, inc=1)]).admitted
+    admission = store.admit([Check(first, limit=10, inc=1), Check(full, limit=1, inc=1), Check(last, limit=10, inc=1)])
+    assert (admission.admitted, admission.failed) == (False, 1)
+    assert admission.values[1] == 1.0
+    assert store.get([first, full, last]) == [0.0, 1.0, 0.0]  # the passing checks left nothing behind
+
+
+@pytest.mark.parametrize(
+    ("current", "limit", "inc", "admitted"),
+    [
+        (0, 0, 1, False),  # a request limit of 0 admits nothing
+        (2, 3, 1, True),
+        (3, 3, 1, False),  # requests: current + inc > limit fails
+        (2.5, 3.0, 0, True),
+        (3.0, 3.0, 0, False),  # spend and tokens: current >= limit fails
+        (3.5, 3.0, 0, False),
+    ],
+)
+def test_admit_refuses_requests_past_the_limit_and_spend_at_it(store, current, limit, inc, admitted):
+    name = fresh("c")
+    if current:
+        store.add([Update(name, current)])
+    assert store.admit([Check(name, limit=limit, inc=inc)]).admitted is admitted
+
+
+def test_a_floor_counts_when_the_counter_knows_less(store):
+    name = fresh("spend")
+    store.add([Update(name, 1.0)])
+    refused = store.admit([Check(name, limit=5.0, floor=5.0)])  # e.g. spend the database recorded
+    assert (refused.admitted, refused.values) == (False, (5.0,))
+    assert store.admit([Check(name, limit=5.0, floor=4.0)]).admitted
+
+
+def test_add_increments_and_may_give_back(store):
+    spend, par = fresh("spend"), fresh("par")
+    store.add([Update(spend, 1.25), Update(spend, 2.5)])
+    store.add([Update(spend, 0.25)])
+    assert store.admit([Check(par, limit=2, inc=1)]).admitted
+    store.add([Update(par, -1.0)])  # a parallel slot given back
+    assert store.get([spend, par]) == [4.0, 0.0]
+
+
+def test_an_expired_window_starts_fresh(store):
+    rpm, tokens = fresh("rpm"), fresh("tpm")
+    assert store.admit([Check(rpm, limit=1, inc=1, ttl=1)]).admitted
+    assert not store.admit([Check(rpm, limit=1, inc=1, ttl=1)]).admitted
+    store.add([Update(tokens, 10.0, ttl=1)])
+    time.sleep(1.3)
+    assert store.get([rpm, tokens]) == [0.0, 0.0]
+    assert store.admit([Check(rpm, limit=1, inc=1, ttl=1)]).admitted
+    store.add([Update(tokens, 3.0, ttl=1)])
+    assert store.get([rpm, tokens]) == [1.0, 3.0]
+
+
+def test_database_counters_are_rows_of_gateway_counter(settings, db):
+    settings.REDIS_URL = ""
+    name = fresh("rpm")
+    counters.store().add([Update(name, 2.0)])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT value FROM gateway_counter WHERE name = %s", [name])
+        assert cursor.fetchone()[0] == 2.0
+
+
+@pytest.mark.django_db
+def test_a_counter_store_that_is_down_does_not_take_the_gateway_down(anon, settings, make_key, limits_routes, caplog):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    _, key = make_key(rpm_limit=0, max_budget=0)
+    with caplog.at_level("ERROR", logger="modelgate.counters"):
+        response = chat(anon, key)
+    assert response.status_code == 200, response.content  # limits fail open ...
+    assert "budgets and rate limits not enforced" in caplog.text  # ... loudly
+
+
+@pytest.fixture
+def worker_database(counter_store, transactional_db, tmp_path):
+    """Where the worker threads' database connections go.
+
+    PostgreSQL: the test database. SQLite: the test database is an in-memory shared cache, whose table locks fail at
+    once ("database table is locked") instead of waiting as a database file does; the SQLite quick start uses a file
+    (WAL, BEGIN IMMEDIATE, a busy timeout), so new connections are pointed at a file with the same gateway_counter
+    table for the length of the test. The main thread keeps its open in-memory connection.
+    """
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sql FROM sqlite_master WHERE tbl_name = 'gateway_counter' AND sql IS NOT NULL")
+        schema = [row[0] for row in cursor.fetchall()]
+    path = tmp_path / "counters.sqlite3"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA journal_mode=WAL")  # persistent, as after `migrate` on the quick start's database
+        for statement in schema:
+            db.execute(statement)
+        db.commit()
+    shared = connections.settings["default"]  # the dict every new connection of any thread is built from
+    in_memory = shared["NAME"]
+    shared["NAME"] = str(path)
+    try:
+        yield
+    finally:
+        shared["NAME"] = in_memory
+
+
+def on_threads(count: int, work) -> list:
+    """Run `work()` on `count` threads released together; each closes its database connection at its end."""
+    barrier = threading.Barrier(count)
+    results: list = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait(timeout=30)
+            results.append(work())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=run) for _ in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert errors == []
+    assert len(results) == count
+    return results
+
+
+def test_concurrent_admissions_admit_exactly_the_limit(counter_store, worker_database):
+    store = counters.store()
+    rpm, other = fresh("rpm"), fresh("rpm")
+    # the generous check first: its increment must be undone whenever the rpm check refuses
+    checks = [Check(other, limit=100, inc=1), Check(rpm, limit=7, inc=1)]
+    admitted = on_threads(20, lambda: store.admit(checks).admitted)
+    assert (admitted.count(True), admitted.count(False)) == (7, 13)
+    assert on_threads(1, lambda: store.get([rpm, other])) == [[7.0, 7.0]]
+
+
+def test_concurrent_adds_lose_nothing(counter_store, worker_database):
+    store = counters.store()
+    spend = fresh("spend")
+    on_threads(20, lambda: store.add([Update(spend, 0.5, ttl=600)]))
+    assert on_threads(1, lambda: store.get([spend])) == [[10.0]]
