@@ -50,20 +50,26 @@ def _prepare(config: str | None) -> None:
 
 def serve(args: argparse.Namespace) -> None:
     _prepare(args.config)
+    _console_hint(f"http://{args.host}:{args.port}/admin/")
     command = [
         sys.executable, "-m", "gunicorn", "gateway.wsgi:application",
         "--bind", f"{args.host}:{args.port}",
         "--workers", str(args.workers),
-        "--worker-class", "gthread",
+        "--worker-class", args.worker_class,
         "--threads", str(args.threads),
+        "--worker-connections", str(args.worker_connections),
         "--keep-alive", "75",
         "--graceful-timeout", "30",
         "--config", "python:gateway.gunicorn_conf",
     ]  # fmt: skip
     if args.access_log:
         command += ["--access-logfile", "-"]
+    per_worker = (
+        f"{args.threads} threads" if args.worker_class == "gthread" else f"{args.worker_connections} connections"
+    )
     print(
-        f"modelgate: serving on http://{args.host}:{args.port} ({args.workers} workers x {args.threads} threads)",
+        f"modelgate: serving on http://{args.host}:{args.port} ({args.workers} {args.worker_class} workers x "
+        f"{per_worker})",
         flush=True,
     )
     os.execv(sys.executable, command)
@@ -77,6 +83,29 @@ def load_config_command(args: argparse.Namespace) -> None:
     call_command("migrate", interactive=False, verbosity=0)
     try:
         call_command("load_config", args.path)
+    except CommandError as exc:
+        sys.exit(f"modelgate: {exc}")
+
+
+def _console_hint(url: str) -> None:
+    from django.contrib.auth import get_user_model
+
+    if not get_user_model().objects.filter(is_superuser=True, is_active=True).exists():
+        print(f"modelgate: operator console at {url}; create a login first: modelgate createadmin", flush=True)
+
+
+def createadmin(args: argparse.Namespace) -> None:
+    _setup_django()
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    call_command("migrate", interactive=False, verbosity=0)
+    options = {"interactive": not args.noinput, "email": args.email}
+    for name in ("username", "password"):
+        if getattr(args, name):
+            options[name] = getattr(args, name)
+    try:
+        call_command("createadmin", **options)
     except CommandError as exc:
         sys.exit(f"modelgate: {exc}")
 
@@ -98,12 +127,31 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=4000)
     p.add_argument("--workers", type=int, default=int(os.environ.get("MODELGATE_WORKERS", os.cpu_count() or 1)))
     p.add_argument("--threads", type=int, default=int(os.environ.get("MODELGATE_THREADS", 64)))
+    p.add_argument(
+        "--worker-class",
+        choices=("gthread", "gevent"),
+        default=os.environ.get("MODELGATE_WORKER_CLASS", "gthread"),
+        help="gunicorn worker type (docs/performance.md compares them)",
+    )
+    p.add_argument(
+        "--worker-connections",
+        type=int,
+        default=int(os.environ.get("MODELGATE_WORKER_CONNECTIONS", 2000)),
+        help="simultaneous connections per gevent worker",
+    )
     p.add_argument("--access-log", action="store_true", help="log every request to stdout")
     p.set_defaults(func=serve)
 
     p = sub.add_parser("load-config", help="load a config.yaml into the database and exit")
     p.add_argument("path")
     p.set_defaults(func=load_config_command)
+
+    p = sub.add_parser("createadmin", help="create an operator login for the admin console at /admin/")
+    p.add_argument("--username", help="login name (asked when omitted; 'admin' with --noinput)")
+    p.add_argument("--email", default="")
+    p.add_argument("--password", help="prefer the MODELGATE_ADMIN_PASSWORD environment variable")
+    p.add_argument("--noinput", action="store_true", help="never prompt (needs MODELGATE_ADMIN_PASSWORD)")
+    p.set_defaults(func=createadmin)
 
     p = sub.add_parser("manage", help="run a Django management command (migrate, createsuperuser, ...)")
     p.add_argument("rest", nargs=argparse.REMAINDER)
