@@ -59,29 +59,55 @@ class LogEntry:
     request_body: dict | None = None
     response_body: dict | None = field(default=None)
 
-    def row(self) -> RequestLog:
-        return RequestLog(
-            request_id=self.request_id,
-            created_at=self.created_at,
-            key_hash=self.key_hash,
-            key_name=self.key_name,
-            team_id=self.team_id,
-            requested_model=self.requested_model[:255],
-            route=self.route,
-            deployment=self.deployment,
-            upstream_model=self.upstream_model[:255],
-            stream=self.stream,
-            status=self.status,
-            error_code=(self.error_code or "")[:64],
-            prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            usage_source=self.usage_source,
-            cost=self.cost,
-            latency_ms=round(self.latency_ms, 3),
-            upstream_latency_ms=None if self.upstream_latency_ms is None else round(self.upstream_latency_ms, 3),
-            request_body=self.request_body,
-            response_body=self.response_body,
+    def values(self, adapt_time, adapt_json) -> tuple:
+        """The row as the INSERT's parameters, in COLUMNS order."""
+        return (
+            self.request_id,
+            adapt_time(self.created_at),
+            self.key_hash,
+            self.key_name[:200],
+            self.team_id,
+            self.requested_model[:255],
+            self.route[:255],
+            self.deployment[:255],
+            self.upstream_model[:255],
+            self.stream,
+            self.status,
+            (self.error_code or "")[:64],
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.usage_source,
+            self.cost,
+            round(self.latency_ms, 3),
+            None if self.upstream_latency_ms is None else round(self.upstream_latency_ms, 3),
+            None if self.request_body is None else adapt_json("request_body", self.request_body),
+            None if self.response_body is None else adapt_json("response_body", self.response_body),
         )
+
+
+COLUMNS = (
+    "request_id", "created_at", "key_hash", "key_name", "team_id", "requested_model", "route", "deployment",
+    "upstream_model", "stream", "status", "error_code", "prompt_tokens", "completion_tokens", "usage_source", "cost",
+    "latency_ms", "upstream_latency_ms", "request_body", "response_body",
+)  # fmt: skip
+
+
+def _insert_rows(entries: list[LogEntry]) -> None:
+    """One multi-row INSERT through the cursor: the ORM's bulk_create costs ~100 µs of CPU a row, which a busy
+    worker pays in GIL time its requests then wait for; plain parameters cost a few µs."""
+    table = RequestLog._meta.db_table
+    fields = {name: RequestLog._meta.get_field(name) for name in ("request_body", "response_body")}
+
+    def adapt_json(name, value):
+        return fields[name].get_db_prep_save(value, connection)
+
+    adapt_time = connection.ops.adapt_datetimefield_value
+    sql = (
+        f"INSERT INTO {connection.ops.quote_name(table)} ({', '.join(COLUMNS)}) "
+        f"VALUES ({', '.join(['%s'] * len(COLUMNS))}) ON CONFLICT (request_id) DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [entry.values(adapt_time, adapt_json) for entry in entries])
 
 
 def write_batch(entries: list[LogEntry]) -> None:
@@ -98,7 +124,7 @@ def write_batch(entries: list[LogEntry]) -> None:
         if entry.team_id and entry.cost:
             team_spend[entry.team_id] += entry.cost
     with transaction.atomic():
-        RequestLog.objects.bulk_create([entry.row() for entry in entries], ignore_conflicts=True)
+        _insert_rows(entries)
         for key_id, cost in key_spend.items():
             VirtualKey.objects.filter(pk=key_id).update(spend=F("spend") + cost, last_used_at=key_last_used[key_id])
         for team_id, cost in team_spend.items():
