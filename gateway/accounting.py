@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -125,10 +125,28 @@ def write_batch(entries: list[LogEntry]) -> None:
             team_spend[entry.team_id] += entry.cost
     with transaction.atomic():
         _insert_rows(entries)
-        for key_id, cost in key_spend.items():
-            VirtualKey.objects.filter(pk=key_id).update(spend=F("spend") + cost, last_used_at=key_last_used[key_id])
-        for team_id, cost in team_spend.items():
-            Team.objects.filter(pk=team_id).update(spend=F("spend") + cost)
+        # Rows are locked in one order (keys by id, then teams by id) by every process, so two writers whose
+        # batches share keys cannot deadlock each other.
+        for key_id in sorted(key_spend):
+            VirtualKey.objects.filter(pk=key_id).update(
+                spend=F("spend") + key_spend[key_id], last_used_at=key_last_used[key_id]
+            )
+        for team_id in sorted(team_spend):
+            Team.objects.filter(pk=team_id).update(spend=F("spend") + team_spend[team_id])
+
+
+def _write_with_retry(batch: list[LogEntry], attempts: int = 3) -> None:
+    """A batch that lost a deadlock or a connection is written again, not dropped."""
+    for attempt in range(1, attempts + 1):
+        try:
+            write_batch(batch)
+            return
+        except (OperationalError, InterfaceError) as exc:  # deadlock victim, serialization failure, dropped link
+            if attempt == attempts:
+                raise
+            logger.warning("request-log write failed (%s), retrying", type(exc).__name__)
+            close_old_connections()
+            time.sleep(0.05 * attempt)
 
 
 def reset_due_budgets(now: datetime | None = None) -> int:
@@ -168,10 +186,17 @@ class Writer:
                 atexit.register(self.stop)
 
     def _drain(self, block: bool) -> tuple[list[LogEntry], bool]:
+        """Up to BATCH_SIZE queued entries. Blocking: wait for the first one, then let FLUSH_INTERVAL pass so that
+        a busy process writes one batch per interval rather than one transaction per request."""
         batch: list[LogEntry] = []
         stop = False
         try:
-            item = self.queue.get(timeout=FLUSH_INTERVAL) if block else self.queue.get_nowait()
+            if block:
+                item = self.queue.get()
+                if item is not None:
+                    time.sleep(FLUSH_INTERVAL)
+            else:
+                item = self.queue.get_nowait()
             while True:
                 if item is None:
                     stop = True
@@ -208,7 +233,7 @@ class Writer:
             batch, stop = self._drain(block=True)
             try:
                 if batch:
-                    write_batch(batch)
+                    _write_with_retry(batch)
                 if time.monotonic() - self._last_maintenance > MAINTENANCE_INTERVAL:
                     self._last_maintenance = time.monotonic()
                     maintenance()

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--worker-class",
         choices=("gthread", "gevent"),
-        default=os.environ.get("MODELGATE_WORKER_CLASS", "gthread"),
+        default=os.environ.get("MODELGATE_WORKER_CLASS", "gevent"),
         help="gunicorn worker type (docs/performance.md compares them)",
     )
     p.add_argument(

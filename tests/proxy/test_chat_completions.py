@@ -4,6 +4,7 @@ what reaches the upstream, and the hot path's zero-query promise."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -291,3 +292,34 @@ def test_a_deployment_edited_in_admin_reroutes_at_once(anon, make_key, guide_ups
     deployment.save()
     assert chat(anon, plaintext).status_code == 200
     assert guide_upstream_routes.last["body"]["model"] == "renamed"
+
+
+def test_a_warm_key_with_budget_and_limits_costs_no_database_query_with_redis(
+    anon, make_team, make_key, guide_upstream_routes, settings, django_assert_num_queries
+):
+    """With Redis counters (production), budgets and rate limits cost Redis round trips, never a database query;
+    the request-log row waits in the writer's queue."""
+    import uuid
+
+    import redis
+
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip(f"no Redis at {url}")
+    settings.REDIS_URL = url
+    settings.MODELGATE_REDIS_PREFIX = f"test-{uuid.uuid4().hex}:"
+    team = make_team(max_budget=100.0, rpm_limit=1000)
+    _, plaintext = make_key(
+        team_id=team.team_id, max_budget=10.0, rpm_limit=1000, tpm_limit=10**6, max_parallel_requests=50
+    )
+    assert chat(anon, plaintext).status_code == 200
+    with django_assert_num_queries(0):
+        for _ in range(3):
+            response = chat(anon, plaintext)
+            assert response.status_code == 200
+            assert response["x-ratelimit-limit-requests"] == "1000"
+    client = redis.Redis.from_url(url)
+    for name in client.scan_iter(settings.MODELGATE_REDIS_PREFIX + "*"):
+        client.delete(name)
