@@ -23,6 +23,7 @@ class TTLCache(Generic[V]):
         self._max_entries = max_entries
         self._entries: dict[Hashable, tuple[float, V]] = {}
         self._generation = 0
+        self._loading: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def get_or_load(self, key: Hashable, load: Callable[[], V]) -> V:
@@ -30,15 +31,25 @@ class TTLCache(Generic[V]):
         hit = self._entries.get(key, _MISSING)
         if hit is not _MISSING and hit[0] > now:
             return hit[1]
-        generation = self._generation
-        value = load()
+        # One load per key at a time: when an entry expires under load, hundreds of requests (threads or
+        # greenlets) would otherwise query the database at once and queue for its connection pool.
         with self._lock:
-            # A change committed while we were loading makes what we read stale: serve it, but do not keep it.
-            if generation == self._generation:
-                if len(self._entries) >= self._max_entries:
-                    self._entries.clear()
-                self._entries[key] = (now + self._ttl(), value)
-        return value
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            now = time.monotonic()
+            hit = self._entries.get(key, _MISSING)
+            if hit is not _MISSING and hit[0] > now:
+                return hit[1]  # loaded by the request we waited for
+            generation = self._generation
+            value = load()
+            with self._lock:
+                # A change committed while we were loading makes what we read stale: serve it, but do not keep it.
+                if generation == self._generation:
+                    if len(self._entries) >= self._max_entries:
+                        self._entries.clear()
+                        self._loading.clear()
+                    self._entries[key] = (now + self._ttl(), value)
+            return value
 
     def invalidate(self) -> None:
         with self._lock:
