@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo run test pytest lint format migrations-check clean
+.PHONY: install demo run test pytest lint format migrations-check bench bench-memory clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ format: install
 migrations-check: install
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/python manage.py check
+
+# modelgate and LiteLLM's proxy side by side on ../shared/bench's fake upstream; writes docs/performance.md.
+bench: install
+	bench/run.sh
+
+# RSS of each worker over a 10-minute run of scenario c; appended to docs/performance.md.
+bench-memory: install
+	bench/memory.sh 600
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache modelgate.sqlite3 .secret_key
