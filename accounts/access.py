@@ -17,6 +17,7 @@ from gateway.errors import (
     BlockedTeamError,
     ExpiredKeyError,
     ModelNotAllowedError,
+    ModelNotFoundError,
     TeamModelNotAllowedError,
 )
 from models_registry.routing import Route, RouteMatch, RouteTable, pattern_matches
@@ -124,6 +125,21 @@ def check_access(grant: KeyGrant, requested: str, match: RouteMatch | None, tabl
             "See GET /v1/models for what your key can call.",
             param="model",
         )
+
+
+def resolve_allowed(grant: KeyGrant, requested: str, table: RouteTable) -> RouteMatch:
+    """The route that serves `requested` for this caller, in SPEC §3's order: access first (so a restricted key
+    learns nothing about which models exist), then whether any route serves it. The relay and the admin's
+    "try it" both ask this."""
+    match = table.resolve(requested)
+    check_access(grant, requested, match, table)
+    if match is None:
+        raise ModelNotFoundError(
+            f"No model named '{requested}' is configured on this gateway. See GET /v1/models for what "
+            "your key can call.",
+            param="model",
+        )
+    return match
 
 
 def callable_models(grant: KeyGrant, table: RouteTable) -> list[str]:

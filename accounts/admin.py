@@ -29,14 +29,14 @@ from accounts.access import (
     KeyGrant,
     callable_models,
     callable_patterns,
-    check_access,
     check_key_status,
     may_use,
+    resolve_allowed,
 )
 from accounts.auth import grant_for
 from accounts.forms import TeamAddForm, TeamForm, VirtualKeyAddForm, VirtualKeyForm, keys_outside_team
 from accounts.models import Team, VirtualKey
-from gateway.errors import GatewayError, InvalidRequestError, ModelNotFoundError
+from gateway.errors import GatewayError, InvalidRequestError
 from models_registry.registry import current_routes
 from models_registry.routing import RouteTable
 
@@ -132,15 +132,7 @@ def try_model(grant: KeyGrant, requested: str, routes: RouteTable, now: datetime
     """The relay's checks for `requested`, in its order (SPEC §3): key status, access, route."""
     try:
         check_key_status(grant, now)
-        match = routes.resolve(requested)
-        check_access(grant, requested, match, routes)
-        if match is None:
-            # the relay's own words (gateway/proxy.py), checked against it by tests/admin/test_key_admin.py
-            raise ModelNotFoundError(
-                f"No model named '{requested}' is configured on this gateway. See GET /v1/models for what "
-                "your key can call.",
-                param="model",
-            )
+        match = resolve_allowed(grant, requested, routes)
     except GatewayError as exc:
         return TryResult(
             model=requested, allowed=False, status=exc.status, type=exc.type, code=exc.code, message=exc.message

@@ -10,14 +10,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.access import callable_models, callable_patterns, check_access, check_key_status
+from accounts.access import callable_models, callable_patterns, check_key_status, resolve_allowed
 from accounts.auth import authenticate
 from gateway.chat import parse_chat_request, read_body
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
     MethodNotAllowedError,
-    ModelNotFoundError,
     NotFoundError,
     error_response,
     openai_errors,
@@ -41,15 +40,7 @@ def chat_completions(request: HttpRequest) -> HttpResponse:
     try:
         check_key_status(grant, call.now)
         call.chat = parse_chat_request(read_body(request))
-        routes = current_routes()
-        match = routes.resolve(call.chat.model)
-        check_access(grant, call.chat.model, match, routes)
-        if match is None:
-            raise ModelNotFoundError(
-                f"No model named '{call.chat.model}' is configured on this gateway. See GET /v1/models for what "
-                "your key can call.",
-                param="model",
-            )
+        match = resolve_allowed(grant, call.chat.model, current_routes())  # ModelNotAllowedError / ModelNotFoundError
         headers = call.admit(match)  # budgets, then rate limits (BudgetExceededError / RateLimitError)
         return call.relay(headers)  # UpstreamUnavailableError / UpstreamTimeoutError / UpstreamError
     except GatewayError as exc:
