@@ -115,16 +115,22 @@ class Browser:
         return self.find(css).text
 
     def click_and_wait(self, element) -> None:
-        """Click something that loads a new page, and wait until that page has loaded."""
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions
+        """Click something that loads a new page, and wait until that page has loaded.
+
+        The old page is marked with a window property; the new page has none. This does not hold on to an element of
+        the old page, whose staleness some ChromeDriver builds report as an inspector error instead of a stale element.
+        """
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support.wait import WebDriverWait
 
-        old = self.driver.find_element(By.TAG_NAME, "html")
+        self.driver.execute_script("window.__modelgateOldPage = true;")
         element.click()
-        wait = WebDriverWait(self.driver, 30)
-        wait.until(expected_conditions.staleness_of(old))
-        wait.until(lambda driver: driver.execute_script("return document.readyState") == "complete")
+        wait = WebDriverWait(self.driver, 30, ignored_exceptions=(WebDriverException,))
+        wait.until(
+            lambda driver: driver.execute_script(
+                "return window.__modelgateOldPage === undefined && document.readyState === 'complete';"
+            )
+        )
         assert "Server Error" not in self.driver.title and "Traceback" not in self.driver.page_source
 
     def click_link(self, text: str) -> None:
