@@ -82,6 +82,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "gateway.middleware.RelayFastPathMiddleware",  # chat completions skip the rest (see its docstring)
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # the admin's CSS and JS, with DEBUG off (no nginx needed)
     "django.contrib.sessions.middleware.SessionMiddleware",
