@@ -5,15 +5,22 @@ Both stores offer the same two operations:
   applied and the first failing check is named. A check with `inc > 0` fails when `current + inc > limit` (requests,
   parallel slots); a check with `inc == 0` fails when `current >= limit` (spend against a budget, tokens per minute).
 - `add(updates)`: add amounts (spend, tokens, a released parallel slot as -1) after a request finished.
-Redis runs one Lua script per admission; the database runs one short transaction of atomic upserts
-(`value = value + x`, row locks held until commit), so several processes on one PostgreSQL or SQLite agree.
+Redis runs one Lua script per admission and one per batch of updates; the database runs one short transaction of
+atomic upserts (`value = value + x`, row locks held until commit), so several processes on one PostgreSQL or SQLite
+agree.
+
+The relay does not wait for its updates: `add_soon` hands them to the process's sender, which sends everything
+queued while its previous batch was in flight as one batch (amounts for the same counter summed), so a busy process
+makes one round trip for many finished requests and an idle one sends each at once.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -84,12 +91,21 @@ end
 return {0, values}
 """
 
+    _ADD = """
+for i = 1, #KEYS do
+  redis.call('INCRBYFLOAT', KEYS[i], ARGV[2*i-1])
+  redis.call('EXPIRE', KEYS[i], ARGV[2*i])
+end
+return #KEYS
+"""
+
     def __init__(self, url: str, prefix: str):
         import redis
 
         self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
         self._prefix = prefix
         self._admit = self._client.register_script(self._ADMIT)
+        self._add = self._client.register_script(self._ADD)
 
     def admit(self, checks: list[Check]) -> Admission:
         keys = [self._prefix + c.name for c in checks]
@@ -100,11 +116,12 @@ return {0, values}
         return Admission(failed=int(failed) - 1, values=tuple(float(v) for v in values))
 
     def add(self, updates: list[Update]) -> None:
-        pipe = self._client.pipeline(transaction=False)
+        if not updates:
+            return
+        args: list[str | int] = []
         for u in updates:
-            pipe.incrbyfloat(self._prefix + u.name, u.amount)
-            pipe.expire(self._prefix + u.name, u.ttl)
-        pipe.execute()
+            args += [repr(float(u.amount)), int(u.ttl)]
+        self._add(keys=[self._prefix + u.name for u in updates], args=args)
 
     def get(self, names: list[str]) -> list[float]:
         return [float(v or 0) for v in self._client.mget([self._prefix + n for n in names])]
@@ -177,6 +194,89 @@ class DatabaseCounters:
                 [connection.ops.adapt_datetimefield_value(timezone.now() - timedelta(seconds=60))],
             )
             return cursor.rowcount
+
+
+def merged(updates: Iterable[Update]) -> list[Update]:
+    """One update per counter: amounts summed, the longest ttl kept."""
+    by_name: dict[str, Update] = {}
+    for u in updates:
+        seen = by_name.get(u.name)
+        by_name[u.name] = u if seen is None else Update(u.name, seen.amount + u.amount, max(seen.ttl, u.ttl))
+    return list(by_name.values())
+
+
+class Sender:
+    """Sends the relay's counter updates off the request, batching what piles up while a batch is in flight.
+
+    A thread per process (a greenlet under gevent workers), started on first use. In the test suite
+    (MODELGATE_ACCOUNTING = "manual") updates are applied at once in the caller, so a test sees them immediately.
+    `stop()` (gunicorn's worker_exit, atexit) sends what is queued before the process ends."""
+
+    def __init__(self) -> None:
+        self._pending: list[Update] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def submit(self, updates: list[Update]) -> None:
+        if settings.MODELGATE_ACCOUNTING != "thread" or self._stopping:
+            _apply(updates)
+            return
+        with self._lock:
+            self._pending.extend(updates)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="modelgate-counters", daemon=True)
+                self._thread.start()
+                atexit.register(self.stop)
+        self._wake.set()
+
+    def _take(self) -> list[Update]:
+        with self._lock:
+            batch, self._pending = self._pending, []
+            self._wake.clear()
+        return merged(batch)
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                self._wake.wait()
+                batch = self._take()
+                if batch:
+                    _apply(batch)
+        finally:
+            connection.close()  # this thread's own, when the counters are in the database
+
+    def flush(self) -> None:
+        batch = self._take()
+        if batch:
+            _apply(batch)
+
+    def stop(self) -> None:
+        """Send everything queued, in the caller, once the thread has sent its batch in flight."""
+        with self._lock:
+            self._stopping = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout=10)
+        self.flush()
+
+
+def _apply(updates: list[Update]) -> None:
+    try:
+        store().add(updates)
+    except Exception as exc:
+        log_store_failure(exc)
+
+
+sender = Sender()
+
+
+def add_soon(updates: list[Update]) -> None:
+    """The relay's way to add its amounts after a request: queued, never waited on (see Sender)."""
+    if updates:
+        sender.submit(updates)
 
 
 _store = None

@@ -127,12 +127,7 @@ class Call:
             completion = _count(usage.get("completion_tokens"))
         cost = self.prices.cost(prompt, completion) if self.prices is not None else 0.0
         if self.plan is not None:
-            updates = limits.after(self.plan, cost=cost, tokens=prompt + completion)
-            if updates:
-                try:
-                    counters.store().add(updates)
-                except Exception as exc:
-                    counters.log_store_failure(exc)
+            counters.add_soon(limits.after(self.plan, cost=cost, tokens=prompt + completion))
         grant = self.grant
         keep_bodies = settings.MODELGATE_LOG_BODIES
         accounting.record(

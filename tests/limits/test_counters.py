@@ -186,3 +186,38 @@ def test_concurrent_adds_lose_nothing(counter_store, worker_database):
     spend = fresh("spend")
     on_threads(20, lambda: store.add([Update(spend, 0.5, ttl=600)]))
     assert on_threads(1, lambda: store.get([spend])) == [[10.0]]
+
+
+# --- the relay's sender: updates off the request, batched ---------------------------------------------------------
+
+
+def test_merged_sums_the_amounts_of_each_counter():
+    updates = [Update("a", 1.0, 60), Update("b", 2.0, 60), Update("a", 0.5, 120), Update("b", -1.0, 30)]
+    assert counters.merged(updates) == [Update("a", 1.5, 120), Update("b", 1.0, 60)]
+
+
+def test_the_sender_applies_updates_at_once_in_the_test_suite_mode(store, settings):
+    assert settings.MODELGATE_ACCOUNTING == "manual"
+    name = fresh("spend")
+    counters.Sender().submit([Update(name, 2.0), Update(name, 0.5)])
+    assert store.get([name]) == [2.5]
+
+
+def test_the_sender_sends_from_its_thread_and_stop_sends_the_rest(counter_store, worker_database, settings):
+    settings.MODELGATE_ACCOUNTING = "thread"
+    sender = counters.Sender()
+    store = counters.store()
+    first, rest = fresh("spend"), fresh("spend")
+    try:
+        on_threads(20, lambda: sender.submit([Update(first, 0.5, ttl=600)]))
+        deadline = time.monotonic() + 10
+        while on_threads(1, lambda: store.get([first])) != [[10.0]] and time.monotonic() < deadline:
+            time.sleep(0.02)  # sent by the sender's thread, not by the submitting ones
+        assert on_threads(1, lambda: store.get([first])) == [[10.0]]
+        for _ in range(50):
+            sender.submit([Update(rest, 1.0, ttl=600)])
+    finally:
+        sender.stop()
+    assert on_threads(1, lambda: store.get([rest])) == [[50.0]]  # nothing queued is lost at stop
+    on_threads(1, lambda: sender.submit([Update(rest, 1.0, ttl=600)]))  # after stop: applied in the caller
+    assert on_threads(1, lambda: store.get([rest])) == [[51.0]]
