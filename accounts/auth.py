@@ -58,16 +58,19 @@ def is_master(plaintext: str) -> bool:
 
 
 def key_from_request(request: HttpRequest) -> str:
-    """The key from `Authorization: Bearer`, else `api-key`, else `x-api-key` (SPEC §4)."""
-    header = request.headers.get("Authorization")
+    """The key from `Authorization: Bearer`, else `api-key`, else `x-api-key` (SPEC §4).
+
+    Read from META by their WSGI names rather than through `request.headers`, which builds a map of every header."""
+    meta = request.META
+    header = meta.get("HTTP_AUTHORIZATION")
     if header is not None:
         scheme, _, token = header.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token or " " in token:
             raise InvalidKeyError("Malformed Authorization header. Send it as 'Authorization: Bearer sk-...'.")
         return token
-    for name in ("api-key", "x-api-key"):
-        value = request.headers.get(name)
+    for name in ("HTTP_API_KEY", "HTTP_X_API_KEY"):
+        value = meta.get(name)
         if value:
             return value.strip()
     raise InvalidKeyError(NO_KEY_MESSAGE)

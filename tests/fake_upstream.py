@@ -79,6 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
+        self.send_header("Set-Cookie", "upstream-session=s3cr3t; Path=/")  # never collected, never passed on
         self.end_headers()
         self.wfile.write(raw)
 

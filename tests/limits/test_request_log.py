@@ -328,3 +328,20 @@ def test_spend_logs_rejects_bad_dates_and_pages_naming_the_parameter(api, params
 def test_spend_logs_is_for_the_master_key_only(anon, make_key, three_logs):
     assert_error(anon.get("/spend/logs", key=three_logs["a"]), 403, "admin_only", type="permission_error")
     assert_error(anon.get("/spend/logs", key=None), 401, "invalid_api_key", type="authentication_error")
+
+
+def test_write_batch_writes_a_full_batch(make_key):
+    row, _ = make_key()
+    entries = [
+        LogEntry(
+            request_id=f"req-full-{i}", created_at=timezone.now(), requested_model="priced", status=200,
+            key_id=row.pk, cost=0.25, prompt_tokens=i, request_body={"i": i} if i % 2 else None,
+        )
+        for i in range(500)
+    ]  # fmt: skip
+    write_batch(entries)
+    assert RequestLog.objects.filter(request_id__startswith="req-full-").count() == 500
+    logged = RequestLog.objects.get(request_id="req-full-7")
+    assert (logged.prompt_tokens, logged.request_body) == (7, {"i": 7})
+    row.refresh_from_db()
+    assert row.spend == pytest.approx(125.0)
