@@ -93,21 +93,33 @@ COLUMNS = (
 
 
 def _insert_rows(entries: list[LogEntry]) -> None:
-    """One multi-row INSERT through the cursor: the ORM's bulk_create costs ~100 µs of CPU a row, which a busy
-    worker pays in GIL time its requests then wait for; plain parameters cost a few µs."""
-    table = RequestLog._meta.db_table
-    fields = {name: RequestLog._meta.get_field(name) for name in ("request_body", "response_body")}
+    """The batch's rows through the cursor, never the ORM: bulk_create costs ~100 µs of CPU a row, which a busy
+    worker pays in GIL time its requests then wait for.
+
+    PostgreSQL: one INSERT of `unnest(column arrays)`, one round trip for the whole batch. `executemany` would send
+    a pipeline of one statement per row, and under gevent every step of it is a wait through the hub: 180 µs of
+    CPU a row against 60 (bench: 500-row batches). SQLite: `executemany`, which it runs in-process."""
+    table = connection.ops.quote_name(RequestLog._meta.db_table)
+    fields = {name: RequestLog._meta.get_field(name) for name in COLUMNS}
 
     def adapt_json(name, value):
         return fields[name].get_db_prep_save(value, connection)
 
-    adapt_time = connection.ops.adapt_datetimefield_value
-    sql = (
-        f"INSERT INTO {connection.ops.quote_name(table)} ({', '.join(COLUMNS)}) "
-        f"VALUES ({', '.join(['%s'] * len(COLUMNS))}) ON CONFLICT (request_id) DO NOTHING"
-    )
+    rows = [entry.values(connection.ops.adapt_datetimefield_value, adapt_json) for entry in entries]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, [entry.values(adapt_time, adapt_json) for entry in entries])
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{fields[name].db_type(connection)}[]" for name in COLUMNS)
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(COLUMNS)}) SELECT * FROM unnest({arrays}) "
+                "ON CONFLICT (request_id) DO NOTHING",
+                [list(column) for column in zip(*rows, strict=True)],
+            )
+        else:
+            cursor.executemany(
+                f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))}) "
+                "ON CONFLICT (request_id) DO NOTHING",
+                rows,
+            )
 
 
 def write_batch(entries: list[LogEntry]) -> None:
