@@ -220,16 +220,20 @@ class Sender:
         self._stopping = False
 
     def submit(self, updates: list[Update]) -> None:
-        if settings.MODELGATE_ACCOUNTING != "thread" or self._stopping:
+        queued = False
+        if settings.MODELGATE_ACCOUNTING == "thread":
+            with self._lock:
+                if not self._stopping:  # checked under the lock: stop() never misses what was queued before it
+                    self._pending.extend(updates)
+                    queued = True
+                    if self._thread is None:
+                        self._thread = threading.Thread(target=self._run, name="modelgate-counters", daemon=True)
+                        self._thread.start()
+                        atexit.register(self.stop)
+        if queued:
+            self._wake.set()
+        else:
             _apply(updates)
-            return
-        with self._lock:
-            self._pending.extend(updates)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="modelgate-counters", daemon=True)
-                self._thread.start()
-                atexit.register(self.stop)
-        self._wake.set()
 
     def _take(self) -> list[Update]:
         with self._lock:
