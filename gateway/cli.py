@@ -66,8 +66,8 @@ def serve(args: argparse.Namespace) -> None:
         command += ["--access-logfile", "-"]
     in_flight = args.threads if args.worker_class == "gthread" else args.worker_connections
     per_worker = f"{in_flight} threads" if args.worker_class == "gthread" else f"{in_flight} connections"
-    # Keep as many upstream connections per worker as it can have calls in flight: a smaller pool opens a new
-    # connection for every call beyond it and throws it away afterwards (at 1,000 streams, a third of the CPU).
+    # Keep as many upstream connections per worker as it can have calls in flight: with a smaller pool, every call
+    # beyond it opens a new connection and throws it away afterwards.
     os.environ.setdefault("MODELGATE_UPSTREAM_POOL_SIZE", str(in_flight))
     print(
         f"modelgate: serving on http://{args.host}:{args.port} ({args.workers} {args.worker_class} workers x "
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=int(os.environ.get("MODELGATE_THREADS", 64)))
     p.add_argument(
         "--worker-class",
-        choices=("gthread", "gevent", "gevent_pywsgi"),
+        choices=("gthread", "gevent"),
         default=os.environ.get("MODELGATE_WORKER_CLASS", "gevent"),
         help="gunicorn worker type (docs/performance.md compares them)",
     )

@@ -43,7 +43,3 @@ def _parse_plain(lines: list[bytes], message_class) -> http.client.HTTPMessage |
 
 def install() -> None:
     http.client.parse_headers = parse_headers
-
-
-def uninstall() -> None:
-    http.client.parse_headers = _standard_parse_headers

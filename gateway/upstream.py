@@ -42,7 +42,7 @@ class RelayAdapter(HTTPAdapter):
     """requests' pooled adapter, minus what a relay never uses.
 
     - Upstream cookies are not collected: no caller reads them, and a relay must not carry one caller's cookies to
-      another (building the jar was 3 % of a request's CPU).
+      another.
     - The pool key of a URL (scheme, host, port, TLS settings) is worked out once per URL and kept, instead of
       re-parsing the URL on every call; the pool itself is still looked up in the pool manager every time."""
 
