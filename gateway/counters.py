@@ -9,9 +9,9 @@ Redis runs one Lua script per admission and one per batch of updates; the databa
 atomic upserts (`value = value + x`, row locks held until commit), so several processes on one PostgreSQL or SQLite
 agree.
 
-The relay does not wait for its updates: `add_soon` hands them to the process's sender, which sends everything
-queued while its previous batch was in flight as one batch (amounts for the same counter summed), so a busy process
-makes one round trip for many finished requests and an idle one sends each at once.
+The relay adds its updates through `add_together`: the process's sender sends everything queued while its previous
+batch was in flight as one batch (amounts for the same counter summed), so a busy process makes one round trip for
+many finished requests; each request still waits until its own updates are in.
 """
 
 from __future__ import annotations
@@ -206,55 +206,65 @@ def merged(updates: Iterable[Update]) -> list[Update]:
 
 
 class Sender:
-    """Sends the relay's counter updates off the request, batching what piles up while a batch is in flight.
+    """Adds the relay's counter updates, sharing one round trip among the requests that finish together.
+
+    A finished request hands its updates over and waits until they are in the store, as a plain `add` would: a
+    client's next request on the same connection is admitted against them, which is what bounds a budget's overspend
+    to the requests in flight (docs/spend-and-limits.md). While one batch is in flight, the updates that arrive wait
+    for the next, sent as one call with the amounts per counter summed: a busy process makes one round trip for many
+    requests, an idle one a round trip per request.
 
     A thread per process (a greenlet under gevent workers), started on first use. In the test suite
-    (MODELGATE_ACCOUNTING = "manual") updates are applied at once in the caller, so a test sees them immediately.
-    `stop()` (gunicorn's worker_exit, atexit) sends what is queued before the process ends."""
+    (MODELGATE_ACCOUNTING = "manual") updates are applied in the caller. `stop()` (gunicorn's worker_exit, atexit)
+    sends what is queued before the process ends."""
+
+    WAIT = 5.0  # seconds a request waits for its batch at most (the Redis client gives up after 2)
 
     def __init__(self) -> None:
         self._pending: list[Update] = []
+        self._waiting: list[threading.Event] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopping = False
 
     def submit(self, updates: list[Update]) -> None:
-        queued = False
+        done: threading.Event | None = None
         if settings.MODELGATE_ACCOUNTING == "thread":
             with self._lock:
                 if not self._stopping:  # checked under the lock: stop() never misses what was queued before it
                     self._pending.extend(updates)
-                    queued = True
+                    done = threading.Event()
+                    self._waiting.append(done)
                     if self._thread is None:
                         self._thread = threading.Thread(target=self._run, name="modelgate-counters", daemon=True)
                         self._thread.start()
                         atexit.register(self.stop)
-        if queued:
-            self._wake.set()
-        else:
+        if done is None:
             _apply(updates)
-
-    def _take(self) -> list[Update]:
-        with self._lock:
-            batch, self._pending = self._pending, []
-            self._wake.clear()
-        return merged(batch)
+            return
+        self._wake.set()
+        done.wait(self.WAIT)
 
     def _run(self) -> None:
         try:
             while not self._stopping:
                 self._wake.wait()
-                batch = self._take()
-                if batch:
-                    _apply(batch)
+                self.flush()
         finally:
             connection.close()  # this thread's own, when the counters are in the database
 
     def flush(self) -> None:
-        batch = self._take()
-        if batch:
-            _apply(batch)
+        with self._lock:
+            batch, self._pending = self._pending, []
+            waiting, self._waiting = self._waiting, []
+            self._wake.clear()
+        try:
+            if batch:
+                _apply(merged(batch))
+        finally:
+            for done in waiting:
+                done.set()
 
     def stop(self) -> None:
         """Send everything queued, in the caller, once the thread has sent its batch in flight."""
@@ -277,8 +287,9 @@ def _apply(updates: list[Update]) -> None:
 sender = Sender()
 
 
-def add_soon(updates: list[Update]) -> None:
-    """The relay's way to add its amounts after a request: queued, never waited on (see Sender)."""
+def add_together(updates: list[Update]) -> None:
+    """The relay's way to add its amounts after a request: in a round trip shared with the requests that finish
+    at the same time (see Sender)."""
     if updates:
         sender.submit(updates)
 

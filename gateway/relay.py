@@ -127,7 +127,7 @@ class Call:
             completion = _count(usage.get("completion_tokens"))
         cost = self.prices.cost(prompt, completion) if self.prices is not None else 0.0
         if self.plan is not None:
-            counters.add_soon(limits.after(self.plan, cost=cost, tokens=prompt + completion))
+            counters.add_together(limits.after(self.plan, cost=cost, tokens=prompt + completion))
         grant = self.grant
         keep_bodies = settings.MODELGATE_LOG_BODIES
         accounting.record(

@@ -203,21 +203,19 @@ def test_the_sender_applies_updates_at_once_in_the_test_suite_mode(store, settin
     assert store.get([name]) == [2.5]
 
 
-def test_the_sender_sends_from_its_thread_and_stop_sends_the_rest(counter_store, worker_database, settings):
+def test_the_sender_adds_from_its_thread_before_submit_returns(counter_store, worker_database, settings):
     settings.MODELGATE_ACCOUNTING = "thread"
     sender = counters.Sender()
     store = counters.store()
     first, rest = fresh("spend"), fresh("spend")
     try:
         on_threads(20, lambda: sender.submit([Update(first, 0.5, ttl=600)]))
-        deadline = time.monotonic() + 10
-        while on_threads(1, lambda: store.get([first])) != [[10.0]] and time.monotonic() < deadline:
-            time.sleep(0.02)  # sent by the sender's thread, not by the submitting ones
+        # every submit returned once its update was in: a client's next request is admitted against it
         assert on_threads(1, lambda: store.get([first])) == [[10.0]]
-        for _ in range(50):
-            sender.submit([Update(rest, 1.0, ttl=600)])
+        assert sender._thread is not None and sender._thread.is_alive()  # sent by the sender's thread
+        on_threads(1, lambda: [sender.submit([Update(rest, 1.0, ttl=600)]) for _ in range(50)])
     finally:
         sender.stop()
-    assert on_threads(1, lambda: store.get([rest])) == [[50.0]]  # nothing queued is lost at stop
+    assert on_threads(1, lambda: store.get([rest])) == [[50.0]]
     on_threads(1, lambda: sender.submit([Update(rest, 1.0, ttl=600)]))  # after stop: applied in the caller
     assert on_threads(1, lambda: store.get([rest])) == [[51.0]]
