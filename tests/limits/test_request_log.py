@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from accounts.auth import hash_key
@@ -345,3 +346,50 @@ def test_write_batch_writes_a_full_batch(make_key):
     assert (logged.prompt_tokens, logged.request_body) == (7, {"i": 7})
     row.refresh_from_db()
     assert row.spend == pytest.approx(125.0)
+
+
+def test_write_batch_stores_every_column_as_given_and_skips_a_row_written_before(make_key):
+    """The rows go as binary column arrays, one statement per STATEMENT_ROWS rows on PostgreSQL: text that needs
+    quoting in an array literal, NULLs, JSON, floats and times come back as they went in, across statement
+    boundaries; a row written again (a retried batch) is skipped, not doubled."""
+    row, _ = make_key()
+    at = datetime(2026, 11, 29, 3, 4, 5, 123456, tzinfo=UTC)
+    tricky = 'a "quoted", {braced} \\ back\'slash NULL ünïcödé'
+    entries = [
+        LogEntry(
+            request_id=f"req-col-{i}", created_at=at + timedelta(seconds=i), requested_model=tricky, status=429,
+            key_id=row.pk, key_hash="h" * 64, key_name="NULL", team_id="", route="r", deployment="d,1",
+            upstream_model="{}", stream=bool(i % 2), error_code="rate_limited", prompt_tokens=i,
+            completion_tokens=2 * i, usage_source="counted", cost=0.125, latency_ms=1.23456,
+            upstream_latency_ms=None if i % 3 else 0.5, request_body={"q": tricky, "n": [i, None]},
+            response_body=None if i % 2 else {"ok": True},
+        )
+        for i in range(accounting.STATEMENT_ROWS + 5)
+    ]  # fmt: skip
+    write_batch(entries)
+    write_batch(entries[-3:])  # already there: skipped
+    logged = {r.request_id: r for r in RequestLog.objects.filter(request_id__startswith="req-col-")}
+    assert len(logged) == len(entries)
+    for i in (0, 1, 3, accounting.STATEMENT_ROWS + 4):
+        r = logged[f"req-col-{i}"]
+        assert (r.created_at, r.requested_model, r.status, r.key_name, r.deployment, r.upstream_model) == (
+            at + timedelta(seconds=i),
+            tricky,
+            429,
+            "NULL",
+            "d,1",
+            "{}",
+        )
+        assert (r.stream, r.error_code, r.prompt_tokens, r.completion_tokens, r.usage_source) == (
+            bool(i % 2),
+            "rate_limited",
+            i,
+            2 * i,
+            "counted",
+        )
+        assert (r.cost, r.latency_ms, r.upstream_latency_ms) == (0.125, 1.235, None if i % 3 else 0.5)
+        assert r.request_body == {"q": tricky, "n": [i, None]}
+        assert r.response_body == (None if i % 2 else {"ok": True})
+    row.refresh_from_db()
+    if connection.vendor == "postgresql":  # where a committed batch can be tried again after its connection broke
+        assert row.spend == pytest.approx(0.125 * len(entries))  # the skipped rows' spend is not added again
