@@ -9,17 +9,17 @@ Redis runs one Lua script per admission and one per batch of updates; the databa
 atomic upserts (`value = value + x`, row locks held until commit), so several processes on one PostgreSQL or SQLite
 agree.
 
-The relay adds its updates through `add_together`: the process's sender sends everything queued while its previous
-batch was in flight as one batch (amounts for the same counter summed), so a busy process makes one round trip for
-many finished requests; each request still waits until its own updates are in.
+The relay adds its updates through `add_together`: the request that finds no batch in flight sends its own; the
+updates of requests that finish meanwhile go as the next batch (amounts for the same counter summed), so a busy
+process makes one round trip for many finished requests; each request still waits until its own updates are in.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -205,76 +205,84 @@ def merged(updates: Iterable[Update]) -> list[Update]:
     return list(by_name.values())
 
 
+class _Turn:
+    """A queued request's wait: woken when its updates are in, or to send the next batch itself (`lead`)."""
+
+    __slots__ = ("done", "lead")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.lead = False
+
+
 class Sender:
     """Adds the relay's counter updates, sharing one round trip among the requests that finish together.
 
     A finished request hands its updates over and waits until they are in the store, as a plain `add` would: a
     client's next request on the same connection is admitted against them, which is what bounds a budget's overspend
-    to the requests in flight (docs/spend-and-limits.md). While one batch is in flight, the updates that arrive wait
-    for the next, sent as one call with the amounts per counter summed: a busy process makes one round trip for many
-    requests, an idle one a round trip per request.
+    to the requests in flight (docs/spend-and-limits.md).
 
-    A thread per process (a greenlet under gevent workers), started on first use. In the test suite
-    (MODELGATE_ACCOUNTING = "manual") updates are applied in the caller. `stop()` (gunicorn's worker_exit, atexit)
-    sends what is queued before the process ends."""
+    No thread of its own: a request that finishes while no batch is in flight sends its updates itself, in its own
+    thread or greenlet, and is the leader; requests that finish while the leader waits for the store queue theirs.
+    When the batch is in, the leader wakes the requests it carried and hands the lead to the first of those that
+    queued since, which sends everything queued as one call with the amounts per counter summed. An idle process
+    makes one round trip per request and no thread switch; a busy one a round trip per batch."""
 
-    WAIT = 5.0  # seconds a request waits for its batch at most (the Redis client gives up after 2)
+    WAIT = 5.0  # seconds a queued request waits at most (the Redis client gives up after 2)
 
     def __init__(self) -> None:
-        self._pending: list[Update] = []
-        self._waiting: list[threading.Event] = []
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
+        self._pending: list[Update] = []
+        self._queued: deque[_Turn] = deque()  # requests whose updates are in _pending, in order
+        self._sending = False
 
     def submit(self, updates: list[Update]) -> None:
-        done: threading.Event | None = None
-        if settings.MODELGATE_ACCOUNTING == "thread":
-            with self._lock:
-                if not self._stopping:  # checked under the lock: stop() never misses what was queued before it
-                    self._pending.extend(updates)
-                    done = threading.Event()
-                    self._waiting.append(done)
-                    if self._thread is None:
-                        self._thread = threading.Thread(target=self._run, name="modelgate-counters", daemon=True)
-                        self._thread.start()
-                        atexit.register(self.stop)
-        if done is None:
-            _apply(updates)
+        turn = None
+        with self._lock:
+            self._pending.extend(updates)
+            if self._sending:
+                turn = _Turn()
+                self._queued.append(turn)
+            else:
+                self._sending = True
+        if turn is not None and not self._wait(turn):
             return
-        self._wake.set()
-        done.wait(self.WAIT)
+        self._lead()
 
-    def _run(self) -> None:
-        try:
-            while not self._stopping:
-                self._wake.wait()
-                self.flush()
-        finally:
-            connection.close()  # this thread's own, when the counters are in the database
-
-    def flush(self) -> None:
+    def _wait(self, turn: _Turn) -> bool:
+        """Until this request's updates are in (False) or it is to send the next batch (True)."""
+        turn.done.wait(self.WAIT)
         with self._lock:
-            batch, self._pending = self._pending, []
-            waiting, self._waiting = self._waiting, []
-            self._wake.clear()
-        try:
-            if batch:
+            if turn.lead:
+                return True
+            if not turn.done.is_set() and turn in self._queued:
+                self._queued.remove(turn)  # given up on; its updates go with the next batch sent
+        return False
+
+    def _lead(self) -> None:
+        """Send what is queued, wake the requests it carried, and pass the lead on."""
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                carried, self._queued = self._queued, deque()
+            again = False
+            try:
                 _apply(merged(batch))
-        finally:
-            for done in waiting:
-                done.set()
-
-    def stop(self) -> None:
-        """Send everything queued, in the caller, once the thread has sent its batch in flight."""
-        with self._lock:
-            self._stopping = True
-            thread = self._thread
-        self._wake.set()
-        if thread is not None:
-            thread.join(timeout=10)
-        self.flush()
+            finally:
+                with self._lock:
+                    following = self._queued.popleft() if self._queued else None
+                    if following is not None:
+                        following.lead = True
+                    elif self._pending:  # updates of requests that gave up waiting: sent by this loop
+                        again = True
+                    else:
+                        self._sending = False
+                for turn in carried:
+                    turn.done.set()
+                if following is not None:
+                    following.done.set()
+            if not again:
+                return
 
 
 def _apply(updates: list[Update]) -> None:

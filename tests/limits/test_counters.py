@@ -196,26 +196,72 @@ def test_merged_sums_the_amounts_of_each_counter():
     assert counters.merged(updates) == [Update("a", 1.5, 120), Update("b", 1.0, 60)]
 
 
-def test_the_sender_applies_updates_at_once_in_the_test_suite_mode(store, settings):
-    assert settings.MODELGATE_ACCOUNTING == "manual"
+def test_a_lone_update_is_sent_by_the_request_itself(store):
     name = fresh("spend")
     counters.Sender().submit([Update(name, 2.0), Update(name, 0.5)])
     assert store.get([name]) == [2.5]
 
 
-def test_the_sender_adds_from_its_thread_before_submit_returns(counter_store, worker_database, settings):
-    settings.MODELGATE_ACCOUNTING = "thread"
-    sender = counters.Sender()
-    store = counters.store()
-    first, rest = fresh("spend"), fresh("spend")
+def test_the_sender_shares_round_trips_and_each_submit_returns_once_its_update_is_in(counter_store, worker_database):
+    """20 requests finishing together while the store is slow: fewer round trips than requests, amounts summed,
+    and no request goes on before its own update is in (a client's next request is admitted against it)."""
+    sender, store, name = counters.Sender(), counters.store(), fresh("spend")
+    applied: list[list[Update]] = []
+    lock = threading.Lock()
+    real_apply = counters._apply
+
+    def slow_apply(updates: list[Update]) -> None:
+        time.sleep(0.05)
+        real_apply(updates)
+        with lock:
+            applied.append(updates)
+
+    def submit_and_check(i: int) -> bool:
+        sender.submit([Update(name, 0.5, ttl=600), Update(fresh("tokens"), i, ttl=600)])
+        with lock:  # this request's own update is in a batch already applied
+            return any(u.name != name and u.amount == i for batch in applied for u in batch)
+
+    counters._apply = slow_apply
     try:
-        on_threads(20, lambda: sender.submit([Update(first, 0.5, ttl=600)]))
-        # every submit returned once its update was in: a client's next request is admitted against it
-        assert on_threads(1, lambda: store.get([first])) == [[10.0]]
-        assert sender._thread is not None and sender._thread.is_alive()  # sent by the sender's thread
-        on_threads(1, lambda: [sender.submit([Update(rest, 1.0, ttl=600)]) for _ in range(50)])
+        ids = iter(range(1, 21))
+        results = on_threads(20, lambda: submit_and_check(next(ids)))
     finally:
-        sender.stop()
-    assert on_threads(1, lambda: store.get([rest])) == [[50.0]]
-    on_threads(1, lambda: sender.submit([Update(rest, 1.0, ttl=600)]))  # after stop: applied in the caller
-    assert on_threads(1, lambda: store.get([rest])) == [[51.0]]
+        counters._apply = real_apply
+    assert results == [True] * 20
+    assert on_threads(1, lambda: store.get([name])) == [[10.0]]
+    assert 1 < len(applied) < 20  # shared: the first request's own call, then batches of those that queued
+    assert all(sum(u.name == name for u in batch) == 1 for batch in applied)  # one update per counter a batch
+
+
+def test_a_request_that_gives_up_waiting_leaves_no_update_behind_and_blocks_no_one(
+    counter_store, worker_database, monkeypatch
+):
+    """A leader stuck longer than WAIT: the request queued behind it stops waiting; its update still goes with the
+    next batch, and later requests are not held up by a lead that no one takes."""
+    sender, store, name = counters.Sender(), counters.store(), fresh("spend")
+    monkeypatch.setattr(counters.Sender, "WAIT", 0.05)
+    real_apply, release = counters._apply, threading.Event()
+
+    def stuck_then_real(updates: list[Update]) -> None:
+        release.wait(5)
+        real_apply(updates)
+
+    monkeypatch.setattr(counters, "_apply", stuck_then_real)
+
+    def lead() -> None:
+        sender.submit([Update(name, 1.0)])
+        connections.close_all()
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    time.sleep(0.02)
+    started = time.monotonic()
+    on_threads(1, lambda: sender.submit([Update(name, 2.0)]))  # queued behind the stuck leader: gives up
+    assert time.monotonic() - started < 1
+    release.set()
+    leader.join(5)
+    assert not leader.is_alive()
+    assert on_threads(1, lambda: store.get([name])) == [[3.0]]  # the leader sent the abandoned update too
+    monkeypatch.setattr(counters, "_apply", real_apply)
+    on_threads(1, lambda: sender.submit([Update(name, 4.0)]))  # the sender is free again: sent at once
+    assert on_threads(1, lambda: store.get([name])) == [[7.0]]
