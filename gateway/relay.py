@@ -121,6 +121,7 @@ class Call:
         if self.finished:
             return
         self.finished = True
+        latency_ms = (time.perf_counter() - self.started) * 1000  # what the client saw, not the accounting after
         prompt = completion = 0
         if isinstance(usage, dict):
             prompt = _count(usage.get("prompt_tokens"))
@@ -149,7 +150,7 @@ class Call:
                 completion_tokens=completion,
                 usage_source=usage_source if (prompt or completion) else "",
                 cost=cost,
-                latency_ms=(time.perf_counter() - self.started) * 1000,
+                latency_ms=latency_ms,
                 upstream_latency_ms=None if self.upstream_latency is None else self.upstream_latency * 1000,
                 request_body=self.chat.body if keep_bodies and self.chat else None,
                 response_body=response_body if keep_bodies else None,
@@ -226,7 +227,13 @@ class StreamMeter:
 
     def relay(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         pending = b""
+        # Text is counted only when no usage chunk is coming; otherwise only a chunk that mentions usage needs a look,
+        # and whole events that don't pass through as they came.
+        counting = not (self.drop_usage or self.chat.wants_usage)
         for chunk in chunks:
+            if not pending and not counting and chunk.endswith(b"\n\n") and b'"usage"' not in chunk:
+                yield chunk
+                continue
             pending += chunk
             if b"\n\n" not in pending:
                 continue
