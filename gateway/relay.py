@@ -221,17 +221,16 @@ class StreamMeter:
     def __init__(self, chat: ChatRequest, *, drop_usage: bool):
         self.chat = chat
         self.drop_usage = drop_usage
+        self.counting = not (drop_usage or chat.wants_usage)  # no usage chunk is coming: count the streamed text
         self._usage: dict | None = None
         self._text: list[str] = []
         self.source = "upstream"
 
     def relay(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         pending = b""
-        # Text is counted only when no usage chunk is coming; otherwise only a chunk that mentions usage needs a look,
-        # and whole events that don't pass through as they came.
-        counting = not (self.drop_usage or self.chat.wants_usage)
         for chunk in chunks:
-            if not pending and not counting and chunk.endswith(b"\n\n") and b'"usage"' not in chunk:
+            # Not counting text: whole events that don't mention usage pass through as they came.
+            if not pending and not self.counting and chunk.endswith(b"\n\n") and b'"usage"' not in chunk:
                 yield chunk
                 continue
             pending += chunk
@@ -264,8 +263,8 @@ class StreamMeter:
         return True
 
     def _collect_text(self, data: bytes, payload: dict | None = None) -> None:
-        if self.drop_usage or self.chat.wants_usage:
-            return  # a usage chunk is coming; no need to count
+        if not self.counting:
+            return
         payload = payload if payload is not None else _json_or_none(data[5:])
         if isinstance(payload, dict):
             for choice in payload.get("choices") or ():
