@@ -64,8 +64,9 @@ def serve(args: argparse.Namespace) -> None:
     ]  # fmt: skip
     if args.access_log:
         command += ["--access-logfile", "-"]
-    in_flight = args.threads if args.worker_class == "gthread" else args.worker_connections
-    per_worker = f"{in_flight} threads" if args.worker_class == "gthread" else f"{in_flight} connections"
+    gthread = args.worker_class == "gthread"
+    in_flight = args.threads if gthread else args.worker_connections
+    per_worker = f"{in_flight} {'threads' if gthread else 'connections'}"
     # Keep as many upstream connections per worker as it can have calls in flight: with a smaller pool, every call
     # beyond it opens a new connection and throws it away afterwards.
     os.environ.setdefault("MODELGATE_UPSTREAM_POOL_SIZE", str(in_flight))
