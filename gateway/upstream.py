@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 
 import requests
+import urllib3
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest
@@ -242,9 +243,10 @@ def _scrub(message: str, deployment: DeploymentSpec) -> str:
 def iter_stream(deployment: DeploymentSpec, response: requests.Response) -> Iterator[bytes]:
     """Pass SSE bytes through as they arrive. A failure mid-stream ends it with an OpenAI-shaped error event."""
     try:
-        yield from response.iter_content(chunk_size=None)
-    except requests.RequestException as exc:
-        error = UpstreamTimeoutError if isinstance(exc, requests.Timeout) else UpstreamUnavailableError
+        yield from _as_it_arrives(response)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, BrokenStreamError) as exc:
+        timeout = isinstance(exc, (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError))
+        error = UpstreamTimeoutError if timeout else UpstreamUnavailableError
         err = error(f"The upstream for model '{deployment.model_name}' broke off the stream. Try again.")
         logger.warning("upstream %s stream broke: %s", deployment.id, type(exc).__name__)
         yield (
@@ -256,3 +258,103 @@ def iter_stream(deployment: DeploymentSpec, response: requests.Response) -> Iter
         )
     finally:
         response.close()
+
+
+# --- reading a streamed body ----------------------------------------------------------------------------------------
+READ_SIZE = 65536
+MAX_LINE = 65536  # a chunk-size or trailer line longer than this is not HTTP
+
+
+class BrokenStreamError(Exception):
+    """The upstream's chunk framing is broken, or its body ended before the last chunk."""
+
+
+def _as_it_arrives(response: requests.Response) -> Iterator[bytes]:
+    """The body in the pieces it arrives in: at each step, everything the connection has received so far.
+
+    urllib3 hands a chunked body on one HTTP chunk at a time, and upstreams send one chunk per SSE event. Relayed
+    like that, every event costs a write to the client (a send system call, gunicorn's framing, a wake-up of the
+    client), although by the time the relay reads, several events have often arrived together. Here each read takes
+    what the connection has buffered, or what one recv brings when nothing is (`read1`), so nothing waits for data
+    that has not come, and what came together goes on together. A body without chunk framing is read the same way
+    through urllib3's `read1`; a chunked body with a content encoding is left to urllib3, which decodes it."""
+    raw = response.raw
+    if not isinstance(raw, urllib3.HTTPResponse):
+        yield from response.iter_content(chunk_size=None)
+        return
+    if not raw.chunked:
+        while data := raw.read1(READ_SIZE, decode_content=True):
+            yield data
+        return
+    connection_file = getattr(raw._fp, "fp", None)  # http.client's buffered reader of the socket
+    encoded = raw.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+    if connection_file is None or encoded or raw.chunk_left is not None:
+        yield from response.iter_content(chunk_size=None)
+        return
+    yield from _dechunk(connection_file, raw)
+
+
+def _dechunk(connection_file, raw: urllib3.HTTPResponse) -> Iterator[bytes]:
+    """Decode chunked transfer coding (RFC 9112 7.1) from what `read1` returns, handing on every chunk whose data
+    is all there (as urllib3 does: a stream cut off inside a chunk ends at a chunk's edge, where the error event that
+    follows can start an event of its own). After the last chunk and its trailer section, the connection goes back
+    to the pool as urllib3 would have put it there."""
+    buf, pos = b"", 0  # framing bytes read but not yet parsed
+    partial: list[bytes] = []  # the current chunk's data so far
+    left = 0  # data bytes of the current chunk not yet read
+    after_data = False  # the CRLF that ends a chunk's data comes next
+    last = False  # the zero-size chunk was read: trailer lines, then an empty line, end the body
+    while True:
+        data = connection_file.read1(READ_SIZE)
+        if not data:
+            raise BrokenStreamError("the upstream closed the connection before the end of the stream")
+        buf, pos = (buf[pos:] + data if pos < len(buf) else data), 0
+        end = len(buf)
+        out: list[bytes] = []
+        try:
+            while pos < end:
+                if left:
+                    take = min(left, end - pos)
+                    partial.append(buf[pos : pos + take])
+                    pos += take
+                    left -= take
+                    if not left:
+                        out += partial
+                        partial.clear()
+                        after_data = True
+                elif after_data:
+                    if end - pos < 2:
+                        break
+                    if buf[pos : pos + 2] != b"\r\n":
+                        raise BrokenStreamError("a chunk's data is not followed by CRLF")
+                    pos += 2
+                    after_data = False
+                else:
+                    eol = buf.find(b"\n", pos)
+                    if eol < 0:
+                        if end - pos > MAX_LINE:
+                            raise BrokenStreamError("a chunk-size or trailer line is too long")
+                        break
+                    line, pos = buf[pos:eol], eol + 1
+                    if last:
+                        if line.strip():
+                            continue  # a trailer field: nothing a relay passes on
+                        raw._fp.close()  # http.client's response, closed as urllib3 closes it after the last chunk
+                        if pos == end:  # nothing after the body: the connection can carry the next request
+                            raw.release_conn()
+                        if out:
+                            yield b"".join(out)
+                        return
+                    try:
+                        size = int(line.split(b";", 1)[0], 16)
+                    except ValueError:
+                        raise BrokenStreamError(f"bad chunk-size line {line[:40]!r}") from None
+                    if size < 0:
+                        raise BrokenStreamError(f"bad chunk-size line {line[:40]!r}")
+                    left, last = size, size == 0
+        except BrokenStreamError:
+            if out:  # the whole chunks before the break still go on
+                yield b"".join(out)
+            raise
+        if out:
+            yield out[0] if len(out) == 1 else b"".join(out)
