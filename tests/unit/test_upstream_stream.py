@@ -254,3 +254,10 @@ def test_the_wire_cut_short_anywhere_is_a_broken_stream_and_the_connection_is_no
         with pytest.raises(upstream.BrokenStreamError):
             list(upstream._dechunk(Pieces([WIRE[:i]] if i else []), raw))
         assert raw.released == 0
+
+
+def test_a_pooled_connection_the_upstream_closed_is_replaced_not_used(server):
+    assert b"".join(open_stream(server, [HEAD + chunk(event(1)) + END, "close"])) == event(1)
+    time.sleep(0.1)  # the upstream's close reaches the pooled socket
+    assert b"".join(open_stream(server, [HEAD + chunk(event(2)) + END])) == event(2)
+    assert server.connections == 2
