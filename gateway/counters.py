@@ -1,17 +1,18 @@
 """Shared counters for budgets and rate limits: Redis when REDIS_URL is set, the database otherwise.
 
-Both stores offer the same two operations:
+Both stores offer the same operations:
 - `admit(checks)`: atomically, either every check passes and the increments of all of them are applied, or none is
   applied and the first failing check is named. A check with `inc > 0` fails when `current + inc > limit` (requests,
   parallel slots); a check with `inc == 0` fails when `current >= limit` (spend against a budget, tokens per minute).
 - `add(updates)`: add amounts (spend, tokens, a released parallel slot as -1) after a request finished.
-Redis runs one Lua script per admission and one per batch of updates; the database runs one short transaction of
-atomic upserts (`value = value + x`, row locks held until commit), so several processes on one PostgreSQL or SQLite
-agree.
+- `apply(updates, admissions)`: the updates, then each admission in turn, as one call.
+Redis runs one Lua script per call; the database runs short transactions of atomic upserts (`value = value + x`, row
+locks held until commit), so several processes on one PostgreSQL or SQLite agree.
 
-The relay adds its updates through `add_together`: the request that finds no batch in flight sends its own; the
-updates of requests that finish meanwhile go as the next batch (amounts for the same counter summed), so a busy
-process makes one round trip for many finished requests; each request still waits until its own updates are in.
+The relay admits and adds through `admit_together` and `add_together`: the request that finds no batch in flight
+sends its own call; the admissions and updates of requests that come meanwhile go as the next batch (updates first,
+amounts for the same counter summed, then the admissions in order, each all-or-nothing), so a busy process makes one
+round trip for many requests; each request still waits for its own admission, and until its own updates are in.
 """
 
 from __future__ import annotations
@@ -64,39 +65,56 @@ class Update:
 
 
 class RedisCounters:
-    _ADMIT = """
-local n = #KEYS
-local values = {}
-for i = 1, n do
-  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
-  local limit = tonumber(ARGV[4*i-3])
-  local inc = tonumber(ARGV[4*i-2])
-  local floor = tonumber(ARGV[4*i])
-  if floor > cur then cur = floor end
-  values[i] = tostring(cur)
-  if (inc > 0 and cur + inc > limit) or (inc <= 0 and cur >= limit) then
-    return {i, values}
+    # One script for a batch: the updates first, then each admission in turn, each all-or-nothing (a failing check
+    # leaves its admission's increments undone). KEYS: the updates' counters, then every admission's. ARGV: the
+    # number of updates, (amount, ttl) per update, the number of admissions, then per admission its number of checks
+    # and (limit, inc, ttl, floor) per check. Returns per admission {index of the failing check or 0, the values
+    # before it, up to the failing check}.
+    _BATCH = """
+local k, a = 0, 1
+local updates = tonumber(ARGV[a])
+a = a + 1
+for i = 1, updates do
+  k = k + 1
+  redis.call('INCRBYFLOAT', KEYS[k], ARGV[a])
+  redis.call('EXPIRE', KEYS[k], ARGV[a+1])
+  a = a + 2
+end
+local admissions = tonumber(ARGV[a])
+a = a + 1
+local results = {}
+for j = 1, admissions do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  local values, failed = {}, 0
+  for i = 1, n do
+    local at = a + 4*(i-1)
+    local cur = tonumber(redis.call('GET', KEYS[k+i]) or '0')
+    local limit, inc, floor = tonumber(ARGV[at]), tonumber(ARGV[at+1]), tonumber(ARGV[at+3])
+    if floor > cur then cur = floor end
+    values[i] = tostring(cur)
+    if (inc > 0 and cur + inc > limit) or (inc <= 0 and cur >= limit) then
+      failed = i
+      break
+    end
   end
-end
-for i = 1, n do
-  local inc = tonumber(ARGV[4*i-2])
-  if inc > 0 then
-    local floor = tonumber(ARGV[4*i])
-    local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
-    if floor > cur then redis.call('SET', KEYS[i], ARGV[4*i]) end
-    redis.call('INCRBYFLOAT', KEYS[i], ARGV[4*i-2])
-    redis.call('EXPIRE', KEYS[i], ARGV[4*i-1])
+  if failed == 0 then
+    for i = 1, n do
+      local at = a + 4*(i-1)
+      if tonumber(ARGV[at+1]) > 0 then
+        local floor = tonumber(ARGV[at+3])
+        local cur = tonumber(redis.call('GET', KEYS[k+i]) or '0')
+        if floor > cur then redis.call('SET', KEYS[k+i], ARGV[at+3]) end
+        redis.call('INCRBYFLOAT', KEYS[k+i], ARGV[at+1])
+        redis.call('EXPIRE', KEYS[k+i], ARGV[at+2])
+      end
+    end
   end
+  results[j] = {failed, values}
+  k = k + n
+  a = a + 4*n
 end
-return {0, values}
-"""
-
-    _ADD = """
-for i = 1, #KEYS do
-  redis.call('INCRBYFLOAT', KEYS[i], ARGV[2*i-1])
-  redis.call('EXPIRE', KEYS[i], ARGV[2*i])
-end
-return #KEYS
+return results
 """
 
     def __init__(self, url: str, prefix: str):
@@ -104,24 +122,30 @@ return #KEYS
 
         self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
         self._prefix = prefix
-        self._admit = self._client.register_script(self._ADMIT)
-        self._add = self._client.register_script(self._ADD)
+        self._batch = self._client.register_script(self._BATCH)
 
-    def admit(self, checks: list[Check]) -> Admission:
-        keys = [self._prefix + c.name for c in checks]
-        args: list[float | int] = []
-        for c in checks:
-            args += [repr(float(c.limit)), repr(float(c.inc)), int(c.ttl), repr(float(c.floor))]
-        failed, values = self._admit(keys=keys, args=args)
-        return Admission(failed=int(failed) - 1, values=tuple(float(v) for v in values))
-
-    def add(self, updates: list[Update]) -> None:
-        if not updates:
-            return
-        args: list[str | int] = []
+    def apply(self, updates: list[Update], admissions: list[list[Check]]) -> list[Admission]:
+        """Add the updates, then admit each list of checks in turn: one round trip, one atomic script."""
+        prefix = self._prefix
+        keys = [prefix + u.name for u in updates]
+        args: list[str | int] = [len(updates)]
         for u in updates:
             args += [repr(float(u.amount)), int(u.ttl)]
-        self._add(keys=[self._prefix + u.name for u in updates], args=args)
+        args.append(len(admissions))
+        for checks in admissions:
+            args.append(len(checks))
+            for c in checks:
+                keys.append(prefix + c.name)
+                args += [repr(float(c.limit)), repr(float(c.inc)), int(c.ttl), repr(float(c.floor))]
+        results = self._batch(keys=keys, args=args)
+        return [Admission(failed=int(failed) - 1, values=tuple(float(v) for v in values)) for failed, values in results]
+
+    def admit(self, checks: list[Check]) -> Admission:
+        return self.apply([], [checks])[0]
+
+    def add(self, updates: list[Update]) -> None:
+        if updates:
+            self.apply(updates, [])
 
     def get(self, names: list[str]) -> list[float]:
         return [float(v or 0) for v in self._client.mget([self._prefix + n for n in names])]
@@ -181,6 +205,12 @@ class DatabaseCounters:
             for u in updates:
                 cursor.execute(self._UPSERT, self._params(u.name, u.amount, u.ttl, now))
 
+    def apply(self, updates: list[Update], admissions: list[list[Check]]) -> list[Admission]:
+        """The updates, then each admission in turn (each in a transaction of its own)."""
+        if updates:
+            self.add(updates)
+        return [self.admit(checks) for checks in admissions]
+
     def get(self, names: list[str]) -> list[float]:
         with connection.cursor() as cursor:
             found = self._read(cursor, names, timezone.now())
@@ -206,57 +236,84 @@ def merged(updates: Iterable[Update]) -> list[Update]:
 
 
 class _Turn:
-    """A queued request's wait: woken when its updates are in, or to send the next batch itself (`lead`)."""
+    """A request's place in the sender: woken when its batch is in (with its admission, when it asked for one), or
+    to send the next batch itself (`lead`)."""
 
-    __slots__ = ("done", "lead")
+    __slots__ = ("done", "lead", "checks", "admission", "error")
 
-    def __init__(self) -> None:
-        self.done = threading.Event()
+    def __init__(self, checks: list[Check] | None = None) -> None:
+        self.done: threading.Event | None = None  # made when the request queues: a leader never waits
         self.lead = False
+        self.checks = checks
+        self.admission: Admission | None = None
+        self.error: Exception | None = None
 
 
 class Sender:
-    """Adds the relay's counter updates, sharing one round trip among the requests that finish together.
+    """Sends the relay's admissions and counter updates, sharing one round trip among the requests that need one at
+    the same time.
 
     A finished request hands its updates over and waits until they are in the store, as a plain `add` would: a
     client's next request on the same connection is admitted against them, which is what bounds a budget's overspend
-    to the requests in flight (docs/spend-and-limits.md).
+    to the requests in flight (docs/spend-and-limits.md). An arriving request hands its checks over and waits for its
+    admission.
 
-    No thread of its own: a request that finishes while no batch is in flight sends its updates itself, in its own
-    thread or greenlet, and is the leader; requests that finish while the leader waits for the store queue theirs.
-    When the batch is in, the leader wakes the requests it carried and hands the lead to the first of those that
-    queued since, which sends everything queued as one call with the amounts per counter summed. An idle process
-    makes one round trip per request and no thread switch; a busy one a round trip per batch."""
+    No thread of its own: a request that finds no batch in flight sends its own call, in its own thread or greenlet,
+    and is the leader; requests that come while the leader waits for the store queue theirs. When the batch is in,
+    the leader wakes the requests it carried and hands the lead to the first of those that queued since, which sends
+    everything queued as one call: the updates first (amounts per counter summed), then the admissions in the order
+    they came, each all-or-nothing as on its own. An idle process makes one round trip per admission or update and
+    no thread switch; a busy one a round trip per batch."""
 
     WAIT = 5.0  # seconds a queued request waits at most (the Redis client gives up after 2)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: list[Update] = []
-        self._queued: deque[_Turn] = deque()  # requests whose updates are in _pending, in order
+        self._admissions: list[_Turn] = []  # requests whose checks are still to be sent, in order
+        self._queued: deque[_Turn] = deque()  # requests waiting for a batch, in order
         self._sending = False
 
     def submit(self, updates: list[Update]) -> None:
-        turn = None
+        """Add the updates; returns once they are in the store (or the store failed, which is logged)."""
+        self._take_part(_Turn(), updates)
+
+    def admit(self, checks: list[Check]) -> Admission:
+        """Admit the checks as `store().admit` would; raises what the store raised, or TimeoutError after WAIT."""
+        turn = _Turn(checks)
+        self._take_part(turn, ())
+        if turn.error is not None:
+            raise turn.error
+        if turn.admission is None:
+            raise TimeoutError("no admission from the counter store in time")
+        return turn.admission
+
+    def _take_part(self, turn: _Turn, updates: Iterable[Update]) -> None:
         with self._lock:
             self._pending.extend(updates)
-            if self._sending:
-                turn = _Turn()
-                self._queued.append(turn)
-            else:
+            if turn.checks is not None:
+                self._admissions.append(turn)
+            lead = not self._sending
+            if lead:
                 self._sending = True
-        if turn is not None and not self._wait(turn):
+            else:
+                turn.done = threading.Event()
+                self._queued.append(turn)
+        if not lead and not self._wait(turn):
             return
         self._lead()
 
     def _wait(self, turn: _Turn) -> bool:
-        """Until this request's updates are in (False) or it is to send the next batch (True)."""
+        """Until this request's batch is in (False) or it is to send the next batch (True)."""
         turn.done.wait(self.WAIT)
         with self._lock:
             if turn.lead:
                 return True
             if not turn.done.is_set() and turn in self._queued:
-                self._queued.remove(turn)  # given up on; its updates go with the next batch sent
+                # Given up on: its updates go with the next batch sent; its checks are not sent at all.
+                self._queued.remove(turn)
+                if turn in self._admissions:
+                    self._admissions.remove(turn)
         return False
 
     def _lead(self) -> None:
@@ -264,10 +321,16 @@ class Sender:
         while True:
             with self._lock:
                 batch, self._pending = self._pending, []
+                admissions, self._admissions = self._admissions, []
                 carried, self._queued = self._queued, deque()
             again = False
             try:
-                _apply(merged(batch))
+                results = _apply(merged(batch), [turn.checks for turn in admissions])
+                for turn, admission in zip(admissions, results, strict=True):
+                    turn.admission = admission
+            except Exception as exc:
+                for turn in admissions:
+                    turn.error = exc
             finally:
                 with self._lock:
                     following = self._queued.popleft() if self._queued else None
@@ -285,21 +348,31 @@ class Sender:
                 return
 
 
-def _apply(updates: list[Update]) -> None:
+def _apply(updates: list[Update], admissions: list[list[Check]]) -> list[Admission]:
+    """One call to the store. A failure is logged and raised to the admissions it carried (which then go unmetered);
+    updates that fail are lost, as a plain `add` would lose them."""
+    if not updates and not admissions:
+        return []
     try:
-        store().add(updates)
+        return store().apply(updates, admissions)
     except Exception as exc:
         log_store_failure(exc)
+        raise
 
 
 sender = Sender()
 
 
 def add_together(updates: list[Update]) -> None:
-    """The relay's way to add its amounts after a request: in a round trip shared with the requests that finish
+    """The relay's way to add its amounts after a request: in a round trip shared with the requests that need one
     at the same time (see Sender)."""
     if updates:
         sender.submit(updates)
+
+
+def admit_together(checks: list[Check]) -> Admission:
+    """The relay's admission: in a round trip shared with the requests that need one at the same time."""
+    return sender.admit(checks)
 
 
 _store = None

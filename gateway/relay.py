@@ -95,7 +95,7 @@ class Call:
             if not plan:
                 return {}
             try:
-                admission = counters.store().admit(plan.checks)
+                admission = counters.admit_together(plan.checks)
             except Exception as exc:  # counters down: serve unmetered rather than not at all
                 counters.log_store_failure(exc)
                 return {}

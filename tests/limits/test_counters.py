@@ -210,11 +210,12 @@ def test_the_sender_shares_round_trips_and_each_submit_returns_once_its_update_i
     lock = threading.Lock()
     real_apply = counters._apply
 
-    def slow_apply(updates: list[Update]) -> None:
+    def slow_apply(updates: list[Update], admissions: list) -> list:
         time.sleep(0.05)
-        real_apply(updates)
+        results = real_apply(updates, admissions)
         with lock:
             applied.append(updates)
+        return results
 
     def submit_and_check(i: int) -> bool:
         sender.submit([Update(name, 0.5, ttl=600), Update(fresh("tokens"), i, ttl=600)])
@@ -233,6 +234,24 @@ def test_the_sender_shares_round_trips_and_each_submit_returns_once_its_update_i
     assert all(sum(u.name == name for u in batch) == 1 for batch in applied)  # one update per counter a batch
 
 
+def hold_the_store(monkeypatch) -> threading.Event:
+    """Every call to the store waits until the returned event is set: a leader stuck on a slow store."""
+    real_apply, release = counters._apply, threading.Event()
+
+    def held(updates: list[Update], admissions: list) -> list:
+        release.wait(5)
+        return real_apply(updates, admissions)
+
+    monkeypatch.setattr(counters, "_apply", held)
+    return release
+
+
+def in_thread(work) -> threading.Thread:
+    thread = threading.Thread(target=lambda: (work(), connections.close_all()))
+    thread.start()
+    return thread
+
+
 def test_a_request_that_gives_up_waiting_leaves_no_update_behind_and_blocks_no_one(
     counter_store, worker_database, monkeypatch
 ):
@@ -240,20 +259,8 @@ def test_a_request_that_gives_up_waiting_leaves_no_update_behind_and_blocks_no_o
     next batch, and later requests are not held up by a lead that no one takes."""
     sender, store, name = counters.Sender(), counters.store(), fresh("spend")
     monkeypatch.setattr(counters.Sender, "WAIT", 0.05)
-    real_apply, release = counters._apply, threading.Event()
-
-    def stuck_then_real(updates: list[Update]) -> None:
-        release.wait(5)
-        real_apply(updates)
-
-    monkeypatch.setattr(counters, "_apply", stuck_then_real)
-
-    def lead() -> None:
-        sender.submit([Update(name, 1.0)])
-        connections.close_all()
-
-    leader = threading.Thread(target=lead)
-    leader.start()
+    release = hold_the_store(monkeypatch)
+    leader = in_thread(lambda: sender.submit([Update(name, 1.0)]))
     time.sleep(0.02)
     started = time.monotonic()
     on_threads(1, lambda: sender.submit([Update(name, 2.0)]))  # queued behind the stuck leader: gives up
@@ -262,6 +269,93 @@ def test_a_request_that_gives_up_waiting_leaves_no_update_behind_and_blocks_no_o
     leader.join(5)
     assert not leader.is_alive()
     assert on_threads(1, lambda: store.get([name])) == [[3.0]]  # the leader sent the abandoned update too
-    monkeypatch.setattr(counters, "_apply", real_apply)
     on_threads(1, lambda: sender.submit([Update(name, 4.0)]))  # the sender is free again: sent at once
     assert on_threads(1, lambda: store.get([name])) == [[7.0]]
+
+
+def test_admissions_that_come_together_share_round_trips_and_admit_exactly_the_limit(
+    counter_store, worker_database, monkeypatch
+):
+    """20 requests arriving while the store is slow: fewer calls than requests, and the limit holds exactly, each
+    admission all-or-nothing (the generous check's increment is undone whenever the rpm check refuses)."""
+    sender = counters.Sender()
+    rpm, other = fresh("rpm"), fresh("rpm")
+    calls: list[int] = []
+    real_apply = counters._apply
+
+    def slow_apply(updates: list[Update], admissions: list) -> list:
+        time.sleep(0.05)
+        calls.append(len(admissions))
+        return real_apply(updates, admissions)
+
+    monkeypatch.setattr(counters, "_apply", slow_apply)
+    checks = [Check(other, limit=100, inc=1), Check(rpm, limit=7, inc=1)]
+    admitted = on_threads(20, lambda: sender.admit(checks).admitted)
+    assert (admitted.count(True), admitted.count(False)) == (7, 13)
+    assert on_threads(1, lambda: counters.store().get([rpm, other])) == [[7.0, 7.0]]
+    assert sum(calls) == 20
+    assert 1 < len(calls) < 20
+
+
+def test_updates_handed_over_before_an_admission_are_in_before_it(counter_store, worker_database, monkeypatch):
+    """A request's spend, queued behind a batch in flight, and the next request's budget check queued after it go
+    out together: the spend is added first, so the check refuses."""
+    sender, spend = counters.Sender(), fresh("spend")
+    real_apply, release = counters._apply, threading.Event()
+    batches: list[tuple[list, list]] = []
+
+    def held_apply(updates: list[Update], admissions: list) -> list:
+        batches.append((updates, admissions))
+        if len(batches) == 1:
+            release.wait(5)
+        return real_apply(updates, admissions)
+
+    monkeypatch.setattr(counters, "_apply", held_apply)
+    leader = in_thread(lambda: sender.submit([Update(fresh("tokens"), 1.0)]))
+    time.sleep(0.02)
+    finisher = in_thread(lambda: sender.submit([Update(spend, 5.0)]))
+    time.sleep(0.02)
+    result: list = []
+    arriving = in_thread(lambda: result.append(sender.admit([Check(spend, limit=5.0)])))
+    time.sleep(0.02)
+    release.set()
+    for thread in (leader, finisher, arriving):
+        thread.join(5)
+    assert [len(admissions) for _, admissions in batches] == [0, 1]  # the spend and the check in one call
+    assert [u.name for u in batches[1][0]] == [spend]
+    assert not result[0].admitted and result[0].values == (5.0,)
+
+
+def test_an_admission_that_gives_up_waiting_is_never_sent(counter_store, worker_database, monkeypatch):
+    sender, rpm = counters.Sender(), fresh("rpm")
+    monkeypatch.setattr(counters.Sender, "WAIT", 0.05)
+    release = hold_the_store(monkeypatch)
+    leader = in_thread(lambda: sender.submit([Update(fresh("tokens"), 1.0)]))
+    time.sleep(0.02)
+
+    def admit_or_give_up() -> str:
+        try:
+            sender.admit([Check(rpm, limit=10, inc=1)])
+        except TimeoutError:
+            return "gave up"
+        return "admitted"
+
+    assert on_threads(1, admit_or_give_up) == ["gave up"]
+    release.set()
+    leader.join(5)
+    assert on_threads(1, lambda: sender.admit([Check(rpm, limit=10, inc=1)]).values) == [(0.0,)]  # never counted
+
+
+def test_a_store_failure_reaches_every_admission_of_the_batch(monkeypatch):
+    sender = counters.Sender()
+
+    def broken(updates: list[Update], admissions: list) -> list:
+        raise ConnectionError("store down")
+
+    monkeypatch.setattr(counters.Sender, "WAIT", 1)
+    monkeypatch.setattr(counters, "_apply", broken)
+    with pytest.raises(ConnectionError):
+        sender.admit([Check("x", limit=1, inc=1)])
+    sender.submit([Update("x", 1.0)])  # an update's failure is logged, not raised
+    with pytest.raises(ConnectionError):
+        sender.admit([Check("x", limit=1, inc=1)])  # and the sender is free again
