@@ -177,7 +177,7 @@ class Call:
             )
             out.on_close = lambda: self.finish(status=200, usage=meter.usage(), usage_source=meter.source)
             return _sse_headers(out, headers)
-        raw = response.content
+        raw = upstream.read_body(deployment, response)
         self.upstream_latency = time.perf_counter() - sent
         parsed = _json_or_none(raw)
         usage = parsed.get("usage") if isinstance(parsed, dict) else None

@@ -5,6 +5,7 @@ Behaviour by requested model name:
   "...error-<NNN>..." -> HTTP NNN with an OpenAI-shaped error body (type "upstream_test_error", code "test_code")
   "...slow..."        -> waits `slow_seconds` before answering
   "...html..."        -> HTTP 502 with a non-JSON body
+  "...truncated..."   -> HTTP 200 whose body stops after 29 of its 1000 bytes (the connection is closed)
 stream=true answers with SSE chunks (one per word, `chunk_delay` apart), a usage chunk when
 stream_options.include_usage is true, then `data: [DONE]`.
 Every request is recorded (path, headers, parsed body) in `requests`; `connections` counts TCP connections accepted.
@@ -117,6 +118,15 @@ class _Handler(BaseHTTPRequestHandler):
                     }
                 },
             )
+            return
+        if "truncated" in model:  # promises more body than it sends, then hangs up
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b'{"id": "chatcmpl-fake", "choi')
+            self.wfile.flush()
+            self.close_connection = True
             return
         if "html" in model:
             raw = b"<html>bad gateway</html>"

@@ -212,6 +212,14 @@ def test_an_unreachable_upstream_is_502(anon, make_key, load_config_text):
     assert_error(chat(anon, plaintext, model="dead"), 502, "upstream_unreachable", "upstream_error")
 
 
+def test_an_upstream_that_breaks_off_its_answer_is_502(anon, make_key, guide_upstream_routes):
+    _, plaintext = make_key()
+    response = chat(anon, plaintext, model="openai/truncated")
+    assert_error(response, 502, "upstream_unreachable", "upstream_error")
+    assert "broke off its answer" in response.data["error"]["message"]
+    assert chat(anon, plaintext, model="openai/gpt-4o").status_code == 200  # and the next call is served
+
+
 def test_a_slow_upstream_is_504(anon, make_key, load_config_text, fake_upstream):
     fake_upstream.slow_seconds = 2
     load_config_text(

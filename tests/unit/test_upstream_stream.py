@@ -261,3 +261,45 @@ def test_a_pooled_connection_the_upstream_closed_is_replaced_not_used(server):
     time.sleep(0.1)  # the upstream's close reaches the pooled socket
     assert b"".join(open_stream(server, [HEAD + chunk(event(2)) + END])) == event(2)
     assert server.connections == 2
+
+
+# --- a non-streamed answer: read_body ------------------------------------------------------------------------------
+
+
+def answer(server: ScriptedUpstream, script: list, timeout: float = 5.0) -> bytes:
+    server.scripts.put(script)
+    spec = deployment(server, timeout)
+    return upstream.read_body(spec, upstream.send(spec, b'{"model": "m"}', "m", stream=False))
+
+
+def json_head(length: int, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n" % (length, extra)
+
+
+def test_an_answer_is_read_whole_and_its_connection_reused(server):
+    body = b'{"id": "x", "choices": []}'
+    gate = threading.Event()
+    server.scripts.put([json_head(len(body)) + body[:5], gate, body[5:]])
+    spec = deployment(server)
+    response = upstream.send(spec, b"{}", "m", stream=False)
+    gate.set()
+    assert upstream.read_body(spec, response) == body
+    assert answer(server, [json_head(len(body)) + body]) == body
+    assert server.connections == 1
+
+
+def test_a_gzip_encoded_answer_is_decoded(server):
+    body = b'{"id": "x", "choices": []}'
+    packed = gzip.compress(body)
+    assert answer(server, [json_head(len(packed), b"Content-Encoding: gzip\r\n") + packed]) == body
+
+
+def test_an_answer_cut_short_is_a_502_and_a_silent_one_a_504(server):
+    with pytest.raises(upstream.UpstreamUnavailableError) as cut:
+        answer(server, [json_head(100) + b'{"id": ', "close"])
+    assert cut.value.status == 502 and "broke off its answer" in cut.value.message
+    gate = threading.Event()
+    with pytest.raises(upstream.UpstreamTimeoutError) as silent:
+        answer(server, [json_head(100) + b'{"id": ', gate], timeout=0.3)
+    gate.set()
+    assert silent.value.status == 504
