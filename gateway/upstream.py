@@ -45,8 +45,8 @@ httpheaders.install()  # upstream response headers without the email parser (sam
 class _DropCheck:
     """urllib3 asks before reusing a pooled connection whether the server has closed it: a zero-timeout poll of the
     socket. It polls through `select.poll`, which under gevent is an emulation that sets up and tears down a watcher
-    (3-4 % of a relayed request's CPU); a poll that never waits needs no cooperation, so the operating system's own
-    poll answers the same question here, in one system call."""
+    (~12 µs a check); a poll that never waits needs no cooperation, so the operating system's own poll answers the
+    same question here, in one system call (~2 µs)."""
 
     @property
     def is_connected(self) -> bool:
