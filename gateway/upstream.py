@@ -291,8 +291,8 @@ READ_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
 def read_body(deployment: DeploymentSpec, response: requests.Response) -> bytes:
     """A non-streamed answer's whole body, in one read through urllib3 (`response.content` reads it 10 KB at a time
-    through two generators: 2 % of a relayed request's instructions). An upstream that
-    breaks off its answer is a 502 (a 504 when it went silent), never an error of the gateway's own."""
+    through two generators: 2 % of a relayed request's instructions). An upstream that breaks off its answer is a
+    502 (a 504 when it went silent), never an error of the gateway's own."""
     try:
         if isinstance(response.raw, urllib3.HTTPResponse):
             return response.raw.read(decode_content=True)
