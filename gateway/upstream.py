@@ -31,6 +31,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
+    error_body,
 )
 from models_registry import providers
 from models_registry.routing import DeploymentSpec
@@ -314,14 +315,7 @@ def iter_stream(deployment: DeploymentSpec, response: requests.Response) -> Iter
     try:
         yield from _as_it_arrives(response)
     except (*READ_ERRORS, BrokenStreamError) as exc:
-        err = _broke_off(deployment, exc, "the stream")
-        yield (
-            b"data: "
-            + json.dumps(
-                {"error": {"message": err.message, "type": err.type, "code": err.code, "param": None}}
-            ).encode()
-            + b"\n\n"
-        )
+        yield b"data: " + json.dumps(error_body(_broke_off(deployment, exc, "the stream"))).encode() + b"\n\n"
     finally:
         response.close()
 
