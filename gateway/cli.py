@@ -48,6 +48,11 @@ def _prepare(config: str | None) -> None:
         )
 
 
+# --worker-class: gunicorn's worker for each choice. "gevent" is gunicorn's gevent worker with gevent's HTTP server
+# (gateway.worker); "gevent-gunicorn" the same with gunicorn's own HTTP code, kept for comparison (docs/performance.md).
+WORKER_CLASSES = {"gevent": "gateway.worker.GeventWorker", "gevent-gunicorn": "gevent", "gthread": "gthread"}
+
+
 def serve(args: argparse.Namespace) -> None:
     _prepare(args.config)
     _console_hint(f"http://{args.host}:{args.port}/admin/")
@@ -55,16 +60,16 @@ def serve(args: argparse.Namespace) -> None:
         sys.executable, "-m", "gunicorn", "gateway.wsgi:application",
         "--bind", f"{args.host}:{args.port}",
         "--workers", str(args.workers),
-        "--worker-class", args.worker_class,
+        "--worker-class", WORKER_CLASSES[args.worker_class],
         "--threads", str(args.threads),
         "--worker-connections", str(args.worker_connections),
-        "--keep-alive", "75",
+        "--keep-alive", str(args.keep_alive),
         "--graceful-timeout", "30",
         "--config", "python:gateway.gunicorn_conf",
     ]  # fmt: skip
     if args.access_log:
         command += ["--access-logfile", "-"]
-    gthread = args.worker_class == "gthread"
+    gthread = args.worker_class == "gthread"  # the others are gevent workers
     in_flight = args.threads if gthread else args.worker_connections
     per_worker = f"{in_flight} {'threads' if gthread else 'connections'}"
     # Keep as many upstream connections per worker as it can have calls in flight: with a smaller pool, every call
@@ -132,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=int(os.environ.get("MODELGATE_THREADS", 64)))
     p.add_argument(
         "--worker-class",
-        choices=("gthread", "gevent"),
+        choices=tuple(WORKER_CLASSES),
         default=os.environ.get("MODELGATE_WORKER_CLASS", "gevent"),
         help="gunicorn worker type (docs/performance.md compares them)",
     )
@@ -141,6 +146,13 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=int(os.environ.get("MODELGATE_WORKER_CONNECTIONS", 2000)),
         help="simultaneous connections per gevent worker",
+    )
+    p.add_argument(
+        "--keep-alive",
+        type=int,
+        default=int(os.environ.get("MODELGATE_KEEP_ALIVE", 75)),
+        help="seconds an idle client connection stays open (gevent: also how long a client may leave a request "
+        "unfinished or a response unread)",
     )
     p.add_argument("--access-log", action="store_true", help="log every request to stdout")
     p.set_defaults(func=serve)

@@ -40,6 +40,7 @@ class GatewayProcess:
         env: dict | None = None,
         workers: int = 2,
         port: int | None = None,
+        args: tuple[str, ...] = (),
     ):
         self.database_url = database_url
         self.config_path = config_path
@@ -47,6 +48,7 @@ class GatewayProcess:
         self.extra_env = env or {}
         self.workers = workers
         self.port = port or free_port()
+        self.args = args
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir / f"gateway-{self.port}.log"
 
@@ -80,6 +82,7 @@ class GatewayProcess:
                 str(self.workers),
                 "--threads",
                 "16",
+                *self.args,
             ],
             cwd=ROOT,
             env=env,

@@ -1,0 +1,62 @@
+"""The gunicorn worker `modelgate serve` runs by default: gevent, with gevent's own HTTP server.
+
+gunicorn's gevent workers come in two kinds (docs/performance.md measures both): `gevent` parses requests and
+writes responses with gunicorn's own Python HTTP code, `gevent_pywsgi` with gevent's `pywsgi`, which does the same
+work in fewer steps (6-8 % fewer instructions for a whole relayed request). This is the second, with what gunicorn's
+own kind does and `gevent_pywsgi` leaves out:
+
+- a keep-alive timeout: a connection that sends nothing for `--keep-alive` seconds is closed (gevent's server
+  would keep it, and the greenlet serving it, forever), as is one whose client stops reading for that long;
+- the request counter behind `--max-requests` (a worker restarts after that many requests, when set).
+
+Everything else comes from gunicorn: the arbiter, signals, graceful shutdown, the worker-connections pool, and one
+connection accepted at a time when several workers share the socket.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
+
+
+class _Handler(PyWSGIHandler):
+    """One client connection: its requests one after the other, each bounded in idle time."""
+
+    worker: GeventWorker
+
+    def __init__(self, sock: socket.socket, address, server, rfile=None):
+        # Every wait on the client's socket (for the next request, a body, room to write) ends after the
+        # keep-alive time; pywsgi then closes the connection quietly.
+        sock.settimeout(self.worker.cfg.keepalive or None)
+        super().__init__(sock, address, server, rfile)
+
+    def handle_one_request(self):
+        result = super().handle_one_request()
+        if result is True:
+            self.worker.count_request()
+        return result
+
+    def log_request(self) -> None:
+        if self.worker.access_log:  # building the access-log record costs a request ~1 %: only when it is written
+            super().log_request()
+
+
+class GeventWorker(GeventPyWSGIWorker):
+    def init_process(self) -> None:
+        cfg = self.cfg
+        self.access_log = bool(
+            cfg.accesslog
+            or cfg.logconfig
+            or cfg.logconfig_dict
+            or cfg.logconfig_json
+            or (cfg.syslog and not cfg.disable_redirect_access_to_syslog)
+        )  # the same test as gunicorn's Logger.access
+        self.wsgi_handler = type("Handler", (_Handler,), {"worker": self})
+        super().init_process()
+
+    def count_request(self) -> None:
+        self.nr += 1
+        if self.alive and self.nr >= self.max_requests:
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False

@@ -1,0 +1,134 @@
+"""The gunicorn worker `modelgate serve` runs (gateway.worker): gevent's HTTP server inside gunicorn's gevent worker,
+with gunicorn's keep-alive timeout and --max-requests, and the framing of relayed answers, over real sockets."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+
+import pytest
+import requests
+
+from tests.e2e.conftest import E2E_MASTER_KEY, GatewayProcess
+from tests.e2e.support import chat_body, post_chat
+
+pytestmark = pytest.mark.e2e
+
+KEEP_ALIVE = 1  # seconds
+
+
+@pytest.fixture(scope="module")
+def short_keep_alive(e2e_db, e2e_config, e2e_dir):
+    process = GatewayProcess(
+        database_url=e2e_db.url,
+        config_path=e2e_config,
+        data_dir=e2e_dir,
+        env={"FIREWORKS": "fw-secret-from-env"},
+        workers=1,
+        args=("--keep-alive", str(KEEP_ALIVE)),
+    ).start()
+    yield process
+    process.stop()
+
+
+def connect(server: GatewayProcess) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=10)
+
+
+def closed_after(sock: socket.socket) -> float:
+    """Seconds until the server closes the connection (reading whatever it sends first)."""
+    started = time.monotonic()
+    while sock.recv(65536):
+        pass
+    return time.monotonic() - started
+
+
+def get(sock: socket.socket, path: str) -> bytes:
+    """One GET on an open connection; the whole response (its length comes from Content-Length)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))[15:])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_keep_alive_time(short_keep_alive):
+    with connect(short_keep_alive) as sock:
+        assert KEEP_ALIVE * 0.8 <= closed_after(sock) <= KEEP_ALIVE + 4
+
+
+def test_a_connection_serves_one_request_after_another_then_closes_when_idle(short_keep_alive):
+    with connect(short_keep_alive) as sock:
+        for _ in range(3):
+            time.sleep(KEEP_ALIVE / 2)  # each pause shorter than the keep-alive time
+            assert get(sock, "/health/liveliness").startswith(b"HTTP/1.1 200")
+        assert KEEP_ALIVE * 0.8 <= closed_after(sock) <= KEEP_ALIVE + 4
+
+
+def test_a_client_that_stops_in_the_middle_of_its_headers_is_dropped(short_keep_alive):
+    with connect(short_keep_alive) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-")
+        assert closed_after(sock) <= KEEP_ALIVE + 4
+    response = post_chat(short_keep_alive.url, E2E_MASTER_KEY, chat_body("gpt-4o"))
+    assert response.status_code == 200, response.text  # the worker is still serving
+
+
+def test_a_relayed_answer_has_a_content_length_and_a_stream_is_chunked(short_keep_alive):
+    conn = http.client.HTTPConnection("127.0.0.1", short_keep_alive.port, timeout=10)
+    headers = {"Authorization": f"Bearer {E2E_MASTER_KEY}", "Content-Type": "application/json"}
+    conn.request("POST", "/v1/chat/completions", body=json.dumps(chat_body("gpt-4o")), headers=headers)
+    response = conn.getresponse()
+    body = response.read()
+    assert response.status == 200, body
+    assert response.getheader("Content-Length") == str(len(body))
+    assert response.getheader("Transfer-Encoding") is None
+    # An error answer too, on the same connection.
+    conn.request("POST", "/v1/chat/completions", body=b"{not json", headers=headers)
+    response = conn.getresponse()
+    body = response.read()
+    assert response.status == 400, body
+    assert response.getheader("Content-Length") == str(len(body))
+
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        body=json.dumps(chat_body("gpt-4o", stream=True)),
+        headers=headers,
+    )
+    response = conn.getresponse()
+    body = response.read()
+    assert response.status == 200, body
+    assert response.getheader("Transfer-Encoding") == "chunked"
+    assert response.getheader("Content-Length") is None
+    assert body.rstrip().endswith(b"data: [DONE]")
+    conn.close()
+
+
+def test_max_requests_restarts_the_worker_between_requests(e2e_db, e2e_config, e2e_dir):
+    process = GatewayProcess(
+        database_url=e2e_db.url,
+        config_path=e2e_config,
+        data_dir=e2e_dir,
+        env={"FIREWORKS": "fw-secret-from-env", "GUNICORN_CMD_ARGS": "--max-requests 3"},
+        workers=1,
+    ).start()
+    statuses = []
+    try:
+        deadline = time.monotonic() + 30
+        while process.log().count("Booting worker") < 3 and time.monotonic() < deadline:
+            # A new connection each time: a worker on its way out finishes the requests it has, then new
+            # connections wait in the listening socket's queue for the next worker.
+            statuses.append(requests.get(process.url + "/health/liveliness", timeout=10).status_code)
+            time.sleep(0.05)
+        log = process.log()
+    finally:
+        process.stop()
+    assert log.count("Autorestarting worker after current request") >= 2, log
+    assert log.count("Booting worker") >= 3, log
+    assert set(statuses) == {200}, statuses
