@@ -86,17 +86,25 @@ class RelayAdapter(HTTPAdapter):
 
     - Upstream cookies are not collected: no caller reads them, and a relay must not carry one caller's cookies to
       another.
-    - The pool key of a URL (scheme, host, port, TLS settings) is worked out once per URL and kept, instead of
-      re-parsing the URL on every call; the pool itself is still looked up in the pool manager every time.
+    - An upstream's connection pool is looked up in the pool manager once and kept for the adapter's life, instead
+      of re-parsing the URL and building its pool key (scheme, host, port, TLS settings) on every call. The adapter
+      holds one pool per upstream origin (scheme://host:port), however many there are; the manager alone would keep
+      `pool_connections` of them and drop the least recently used beyond that, with their idle connections.
     - A pooled connection's check for a server-side close is one system call (`_DropCheck`)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._pool_keys: dict[tuple, tuple[dict, dict]] = {}
+        self._pools: dict[tuple, urllib3.HTTPConnectionPool] = {}
 
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    def close(self) -> None:
+        super().close()
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.close()
 
     def build_response(self, req: PreparedRequest, resp) -> requests.Response:
         response = requests.Response()
@@ -113,12 +121,14 @@ class RelayAdapter(HTTPAdapter):
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
         if proxies:
             return super().get_connection_with_tls_context(request, verify, proxies, cert)
-        key = (request.url, verify, cert)
-        params = self._pool_keys.get(key)
-        if params is None:
-            params = self._pool_keys[key] = self.build_connection_pool_key_attributes(request, verify, cert)
-        host_params, pool_kwargs = params
-        return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+        url = request.url
+        path = url.find("/", url.find("//") + 2)
+        key = (url if path < 0 else url[:path], verify, cert)  # the origin: what the pool depends on
+        pool = self._pools.get(key)
+        if pool is None:
+            host_params, pool_kwargs = self.build_connection_pool_key_attributes(request, verify, cert)
+            pool = self._pools[key] = self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+        return pool
 
 
 def _new_session() -> requests.Session:
@@ -200,6 +210,8 @@ def _prepared(url: str, headers: dict[str, str], body: bytes) -> PreparedRequest
     The URL is parsed and checked once per distinct URL."""
     prepared_url = _urls.get(url)
     if prepared_url is None:
+        if len(_urls) >= 1024:  # an Azure wildcard route makes a URL per model name asked for: keep it bounded
+            _urls.clear()
         prepared_url = _urls[url] = requests.Request("POST", url).prepare().url
     request = PreparedRequest()
     request.method = "POST"

@@ -1,5 +1,5 @@
 """The relay's lean path: chat completions skip the console's middleware (but not the Host check), and the
-upstream adapter keeps no cookies and works out each URL's pool key once."""
+upstream adapter keeps no cookies and looks up each URL's connection pool once."""
 
 from __future__ import annotations
 
@@ -46,15 +46,35 @@ def test_upstream_cookies_are_neither_collected_nor_passed_on(anon, make_key, gu
     assert len(response.cookies) == 0
 
 
-def test_each_url_gets_its_pool_key_once_and_reuses_its_connection(make_key, guide_upstream_routes):
+def test_each_url_gets_its_pool_once_and_reuses_its_connection(make_key, guide_upstream_routes, monkeypatch):
     upstream._session = None  # a fresh session for this test
     deployment = current_routes().resolve("gpt-4").route.deployments[0]
-    connections_before = guide_upstream_routes.connections
-    for _ in range(3):
-        response = upstream.send(deployment, b'{"model": "gpt-4", "messages": []}', "gpt-4", stream=False)
-        assert response.status_code == 200
-        response.content  # noqa: B018  (read it, so the connection goes back to the pool)
     adapter = upstream.session().get_adapter("http://")
     assert isinstance(adapter, upstream.RelayAdapter)
-    assert len(adapter._pool_keys) == 1
+    lookups = []
+    lookup = adapter.poolmanager.connection_from_host
+    monkeypatch.setattr(
+        adapter.poolmanager, "connection_from_host", lambda *a, **kw: lookups.append(a) or lookup(*a, **kw)
+    )
+
+    def call(deployment=deployment, model="gpt-4") -> None:
+        response = upstream.send(deployment, b'{"model": "gpt-4", "messages": []}', model, stream=False)
+        assert response.status_code == 200
+        response.content  # noqa: B018  (read it, so the connection goes back to the pool)
+
+    connections_before = guide_upstream_routes.connections
+    for _ in range(3):
+        call()
+    # Another path on the same upstream (an Azure deployment's URL names its model) shares the pool.
+    azure = current_routes().resolve("azure-gpt-3.5").route.deployments[0]
+    call(azure, "gpt-35-turbo")
+    assert guide_upstream_routes.requests[-1]["path"].startswith("/v1/openai/deployments/gpt-35-turbo/")
+    assert len(lookups) == 1
     assert guide_upstream_routes.connections - connections_before == 1
+
+    # Closing the adapter closes its pools (and their connections); the next call starts a new one.
+    adapter.close()
+    call()
+    call()
+    assert len(lookups) == 2
+    assert guide_upstream_routes.connections - connections_before == 2
