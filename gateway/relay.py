@@ -37,6 +37,23 @@ class _ClosingMixin:
 
     def close(self) -> None:
         super().close()
+        self._closed()
+
+    def close_without_signal(self) -> None:
+        """close() minus Django's request_finished signal, for the relay's WSGI entry (gateway.middleware.RelayEntry),
+        which runs no request cycle and closes what the request opened itself. What else HttpResponseBase.close()
+        does is done here: the closers of what the response holds (a streamed answer's generator, whose close
+        releases the upstream connection), then the callback."""
+        for closer in self._resource_closers:
+            try:
+                closer()
+            except Exception:
+                logger.exception("closing a relayed response failed")
+        self._resource_closers.clear()
+        self.closed = True
+        self._closed()
+
+    def _closed(self) -> None:
         callback, self.on_close = self.on_close, None
         if callback is not None:
             try:

@@ -132,3 +132,26 @@ def test_max_requests_restarts_the_worker_between_requests(e2e_db, e2e_config, e
     assert log.count("Autorestarting worker after current request") >= 2, log
     assert log.count("Booting worker") >= 3, log
     assert set(statuses) == {200}, statuses
+
+
+def test_cold_keys_on_connections_left_open_never_exhaust_the_database_pool(gateway):
+    """Each request with a key the worker has not seen yet reads it from the database; the connection goes back
+    to the pool (8 per worker on PostgreSQL) when the response is closed, not when the client's connection ends."""
+    clients = []
+    try:
+        for n in range(24):  # 2 workers: at least one serves more clients than its pool has connections
+            key = gateway.admin("/key/generate", {"key_alias": f"cold-{n}"}).json()["key"]
+            client = requests.Session()
+            clients.append(client)
+            started = time.monotonic()
+            response = client.post(
+                gateway.url + "/v1/chat/completions",
+                json=chat_body("gpt-4o"),
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+            assert time.monotonic() - started < 5  # never waited for a pooled connection to come free
+    finally:
+        for client in clients:
+            client.close()
