@@ -14,9 +14,16 @@ BUCKETS = [
     ("budget/rate-limit counters (Redis or SQL)", ("RedisCounters.", "DatabaseCounters.")),
     ("urllib3 / http.client: the upstream exchange", "HTTPAdapter.send"),
     ("requests: Session.request bookkeeping", "Session.request"),
-    ("modelgate's own code (auth, access, routing, JSON, streaming)", "chat_completions"),
-    ("Django: middleware, URL resolution, signals", "WSGIHandler.__call__"),
-    ("gunicorn: reading requests, writing responses", ("handle_request", "handle")),
+    ("Django: request signals (request_started, request_finished)", "Signal.send (django"),
+    (
+        "modelgate's own code (auth, access, routing, JSON, streaming, accounting)",
+        ("chat_completions", "_ClosingMixin."),
+    ),
+    (
+        "Django: the rest of the request cycle (middleware, URL resolution), request and response objects",
+        ("WSGIHandler.__call__ (django", "RelayEntry.__call__", "_Sent."),
+    ),
+    ("HTTP server (gunicorn, gevent's pywsgi): reading requests, writing responses", ("handle_request", "handle")),
 ]
 
 
