@@ -100,10 +100,10 @@ class _Sent:
 
     def close(self) -> None:
         close = getattr(self.response, "close_without_signal", None)
+        if close is None:
+            self.response.close()  # an error answer: Django's own close, whose signal closes the connections
+            return
         try:
-            if close is None:
-                self.response.close()  # an error answer: Django's own close, signal and all
-            else:
-                close()
+            close()
         finally:
             close_old_connections()

@@ -2,7 +2,7 @@
 
 gunicorn's gevent workers come in two kinds (docs/performance.md measures both): `gevent` parses requests and
 writes responses with gunicorn's own Python HTTP code, `gevent_pywsgi` with gevent's `pywsgi`, which does the same
-work in fewer steps (6-8 % fewer instructions for a whole relayed request). This is the second, with what gunicorn's
+work in fewer steps (9-11 % fewer instructions for a whole relayed request). This is the second, with what gunicorn's
 own kind does and `gevent_pywsgi` leaves out:
 
 - a keep-alive timeout: a connection that sends nothing for `--keep-alive` seconds is closed (gevent's server
