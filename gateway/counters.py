@@ -6,18 +6,22 @@ Both stores offer the same operations:
   parallel slots); a check with `inc == 0` fails when `current >= limit` (spend against a budget, tokens per minute).
 - `add(updates)`: add amounts (spend, tokens, a released parallel slot as -1) after a request finished.
 - `apply(updates, admissions)`: the updates, then each admission in turn, as one call.
+- `post(updates)`: `add`, applied before any later call of the process, without waiting for the store (Redis).
 Redis runs one Lua script per call; the database runs short transactions of atomic upserts (`value = value + x`, row
 locks held until commit), so several processes on one PostgreSQL or SQLite agree.
 
 The relay admits and adds through `admit_together` and `add_together`: the request that finds no batch in flight
 sends its own call; the admissions and updates of requests that come meanwhile go as the next batch (updates first,
 amounts for the same counter summed, then the admissions in order, each all-or-nothing), so a busy process makes one
-round trip for many requests; each request still waits for its own admission, and until its own updates are in.
+round trip for many requests; each request still waits for its own admission. Updates alone are posted (`post`):
+with Redis, written to the process's own connection without waiting for the answer, which is read before the next
+call's; Redis runs one connection's commands in order, so every later admission of the process counts them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -120,12 +124,11 @@ return results
     def __init__(self, url: str, prefix: str):
         import redis
 
-        self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
         self._prefix = prefix
-        self._batch = self._client.register_script(self._BATCH)
+        self._pipe = _Pipe(client.connection_pool, self._BATCH)
 
-    def apply(self, updates: list[Update], admissions: list[list[Check]]) -> list[Admission]:
-        """Add the updates, then admit each list of checks in turn: one round trip, one atomic script."""
+    def _batch_args(self, updates: list[Update], admissions: list[list[Check]]) -> tuple[list[str], list]:
         prefix = self._prefix
         keys = [prefix + u.name for u in updates]
         args: list[str | int] = [len(updates)]
@@ -137,8 +140,19 @@ return results
             for c in checks:
                 keys.append(prefix + c.name)
                 args += [repr(float(c.limit)), repr(float(c.inc)), int(c.ttl), repr(float(c.floor))]
-        results = self._batch(keys=keys, args=args)
+        return keys, args
+
+    def apply(self, updates: list[Update], admissions: list[list[Check]]) -> list[Admission]:
+        """Add the updates, then admit each list of checks in turn: one round trip, one atomic script."""
+        keys, args = self._batch_args(updates, admissions)
+        results = self._pipe.call(self._pipe.script(keys, args))
         return [Admission(failed=int(failed) - 1, values=tuple(float(v) for v in values)) for failed, values in results]
+
+    def post(self, updates: list[Update]) -> None:
+        """Add the updates without waiting for Redis to answer: every later call of this process is applied after
+        them (one connection, in order); a failure is logged when its answer is read."""
+        if updates:
+            self._pipe.post(self._pipe.script(*self._batch_args(updates, [])))
 
     def admit(self, checks: list[Check]) -> Admission:
         return self.apply([], [checks])[0]
@@ -148,7 +162,107 @@ return results
             self.apply(updates, [])
 
     def get(self, names: list[str]) -> list[float]:
-        return [float(v or 0) for v in self._client.mget([self._prefix + n for n in names])]
+        values = self._pipe.call(("MGET", *[self._prefix + n for n in names]))
+        return [float(v or 0) for v in values]
+
+
+class _Pipe:
+    """The process's own connection to Redis for its counters, apart from the client's pool: calls go out in
+    order, and a posted call's answer is read before the next call's, so that a finished request's update costs a
+    write to the socket and no wait. Used by one caller at a time (the lock; the relay's Sender has one leader).
+
+    A posted script that Redis no longer knows (SCRIPT FLUSH, a restart on the same connection) is loaded and sent
+    again when its answer is read; other failures of a posted call are logged, the update is lost (as a failed
+    round trip would lose it). A fork makes a new connection."""
+
+    NAME = "modelgate-counters"  # as CLIENT LIST shows it
+    MAX_OWED = 64  # answers left unread at most; reading them costs no wait, they are in the socket's buffer
+
+    def __init__(self, pool, script: str) -> None:
+        import hashlib
+
+        self._pool = pool
+        self._source = script
+        self._sha = hashlib.sha1(script.encode()).hexdigest()
+        self._lock = threading.Lock()
+        self._conn = None
+        self._pid = 0
+        self._owed: deque[tuple] = deque()  # posted commands whose answers are still to be read
+        self._idle_after = 0.0
+
+    def script(self, keys: list[str], args: list) -> tuple:
+        return ("EVALSHA", self._sha, len(keys), *keys, *args)
+
+    def _connection(self):
+        if self._conn is None or self._pid != os.getpid():
+            kwargs = {**self._pool.connection_kwargs, "client_name": self.NAME}
+            self._conn = self._pool.connection_class(**kwargs)
+            self._pid = os.getpid()
+            self._owed.clear()
+        return self._conn
+
+    def call(self, command: tuple):
+        """Send the command and return its answer (after reading every answer owed before it)."""
+        from redis.exceptions import ConnectionError
+
+        with self._lock:
+            conn = self._connection()
+            self._settle(conn)
+            try:
+                return self._round_trip(conn, command)
+            except ConnectionError:
+                # Most likely closed while idle (Redis restarted, or its client timeout), before Redis read the
+                # command: once more on a new connection, as redis-py's own client retries. Not after a timeout,
+                # where the command may have run.
+                conn.disconnect()
+                return self._round_trip(conn, command)
+
+    def post(self, command: tuple) -> None:
+        """Send the command; its answer is read by a later call."""
+        with self._lock:
+            conn = self._connection()
+            if len(self._owed) >= self.MAX_OWED or (self._owed and time.monotonic() > self._idle_after):
+                self._settle(conn)
+            # The health check (a PING after 30 s idle) reads an answer: only when none is owed.
+            conn.send_packed_command(conn.pack_command(*command), check_health=not self._owed)
+            self._owed.append(command)
+            self._idle_after = time.monotonic() + 30
+
+    def _round_trip(self, conn, command: tuple):
+        from redis.exceptions import NoScriptError
+
+        try:
+            conn.send_packed_command(conn.pack_command(*command))
+            return conn.read_response()
+        except NoScriptError:
+            conn.send_packed_command(conn.pack_command("SCRIPT", "LOAD", self._source))
+            conn.read_response()
+            conn.send_packed_command(conn.pack_command(*command))
+            return conn.read_response()
+
+    def _settle(self, conn) -> None:
+        """Read the answers owed. A script Redis did not know is loaded and sent again; other failures are logged
+        (a dropped connection loses every update still owed)."""
+        from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
+
+        again = []
+        try:
+            while self._owed:
+                command = self._owed.popleft()
+                try:
+                    conn.read_response()
+                except NoScriptError:
+                    again.append(command)
+                except ResponseError as exc:
+                    log_store_failure(exc)
+            for command in again:
+                try:
+                    self._round_trip(conn, command)
+                except ResponseError as exc:
+                    log_store_failure(exc)
+        except (ConnectionError, TimeoutError) as exc:
+            self._owed.clear()  # read_response closed the connection: the next call opens a new one
+            log_store_failure(exc)
 
 
 def _floored(values: list[float], checks: list[Check]) -> tuple[float, ...]:
@@ -211,6 +325,8 @@ class DatabaseCounters:
             self.add(updates)
         return [self.admit(checks) for checks in admissions]
 
+    post = add  # no answer to leave unread: the transaction is the round trip
+
     def get(self, names: list[str]) -> list[float]:
         with connection.cursor() as cursor:
             found = self._read(cursor, names, timezone.now())
@@ -253,17 +369,18 @@ class Sender:
     """Sends the relay's admissions and counter updates, sharing one round trip among the requests that need one at
     the same time.
 
-    A finished request hands its updates over and waits until they are in the store, as a plain `add` would: a
-    client's next request on the same connection is admitted against them, which is what bounds a budget's overspend
-    to the requests in flight (docs/spend-and-limits.md). An arriving request hands its checks over and waits for its
-    admission.
+    A finished request hands its updates over and returns once they are sent ahead of every later call of its
+    process (posted, see RedisCounters.post; committed, on the database): a client's next request on the same
+    connection is admitted against them, which is what bounds a budget's overspend to the requests in flight
+    (docs/spend-and-limits.md). An arriving request hands its checks over and waits for its admission.
 
     No thread of its own: a request that finds no batch in flight sends its own call, in its own thread or greenlet,
     and is the leader; requests that come while the leader waits for the store queue theirs. When the batch is in,
     the leader wakes the requests it carried and hands the lead to the first of those that queued since, which sends
     everything queued as one call: the updates first (amounts per counter summed), then the admissions in the order
-    they came, each all-or-nothing as on its own. An idle process makes one round trip per admission or update and
-    no thread switch; a busy one a round trip per batch."""
+    they came, each all-or-nothing as on its own. A batch of updates alone is posted, not waited for. An idle
+    process makes one round trip per admission, a write per update, and no thread switch; a busy one a round trip
+    per batch."""
 
     WAIT = 5.0  # seconds a queued request waits at most (the Redis client gives up after 2)
 
@@ -354,6 +471,9 @@ def _apply(updates: list[Update], admissions: list[list[Check]]) -> list[Admissi
     if not updates and not admissions:
         return []
     try:
+        if not admissions:
+            store().post(updates)
+            return []
         return store().apply(updates, admissions)
     except Exception as exc:
         log_store_failure(exc)

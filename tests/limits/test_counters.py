@@ -359,3 +359,88 @@ def test_a_store_failure_reaches_every_admission_of_the_batch(monkeypatch):
     sender.submit([Update("x", 1.0)])  # an update's failure is logged, not raised
     with pytest.raises(ConnectionError):
         sender.admit([Check("x", limit=1, inc=1)])  # and the sender is free again
+
+
+# --- posted updates: written, answered later ----------------------------------------------------------------------
+
+
+def test_a_posted_update_is_in_before_any_later_call(store):
+    spend = fresh("spend")
+    store.post([Update(spend, 2.0), Update(spend, 0.5)])
+    assert not store.admit([Check(spend, limit=2.5)]).admitted
+    assert store.get([spend]) == [2.5]
+
+
+@pytest.fixture
+def redis_store(counter_store, db, settings):
+    """The Redis store, and a client of its own to pause Redis, flush its scripts or drop connections (tests marked
+    `on_redis`)."""
+    import redis
+
+    admin = redis.Redis.from_url(settings.REDIS_URL)
+    yield counters.store(), admin
+    admin.client_unpause()
+    admin.close()
+
+
+on_redis = pytest.mark.parametrize("counter_store", ["redis"], indirect=True)
+
+
+@on_redis
+def test_posting_an_update_does_not_wait_for_redis(redis_store):
+    """While Redis holds every script (CLIENT PAUSE WRITE), a post returns at once; the next call waits for it."""
+    store, admin = redis_store
+    spend = fresh("spend")
+    store.get([spend])  # connected
+    admin.client_pause(1000, all=False)
+    started = time.monotonic()
+    store.post([Update(spend, 3.0)])
+    assert time.monotonic() - started < 0.5
+    assert store.get([spend]) == [3.0]
+    assert time.monotonic() - started > 0.5  # get read the post's answer first, after the pause
+
+
+@on_redis
+def test_a_lone_update_of_the_sender_does_not_wait_for_redis(redis_store):
+    store, admin = redis_store
+    sender, spend = counters.Sender(), fresh("spend")
+    store.get([spend])
+    admin.client_pause(1000, all=False)
+    started = time.monotonic()
+    sender.submit([Update(spend, 1.5)])
+    assert time.monotonic() - started < 0.5
+    assert not sender.admit([Check(spend, limit=1.5)]).admitted  # the next request is admitted against it
+
+
+@on_redis
+def test_a_posted_update_is_sent_again_when_redis_forgot_the_script(redis_store):
+    store, admin = redis_store
+    spend = fresh("spend")
+    store.post([Update(spend, 1.0)])
+    admin.script_flush()
+    store.post([Update(spend, 2.0)])  # NOSCRIPT, read later: the script is loaded and the update sent again
+    store.post([Update(spend, 4.0)])
+    assert store.get([spend]) == [7.0]
+    admin.script_flush()
+    assert store.admit([Check(spend, limit=8.0)]).admitted  # a call's own NOSCRIPT is handled the same way
+
+
+@on_redis
+def test_a_dropped_connection_is_replaced(redis_store, caplog, monkeypatch):
+    """Redis closes the store's connection (a restart, its idle timeout): the next call goes out on a new one, and
+    an update whose answer was still owed is logged as lost."""
+    store, admin = redis_store
+    spend = fresh("spend")
+    store.post([Update(spend, 1.0)])
+    admin.client_kill_filter(_id=store._pipe.call(("CLIENT", "ID")))
+    assert store.get([spend]) == [1.0]
+    mine = store._pipe.call(("CLIENT", "ID"))
+    admin.client_pause(5000, all=False)  # holds the next update in Redis, unread
+    store.post([Update(spend, 1.0)])
+    admin.client_kill_filter(_id=mine)
+    admin.client_unpause()
+    monkeypatch.setattr(counters, "_last_failure_log", 0.0)  # not held back by an earlier test's failure
+    with caplog.at_level("ERROR", logger="modelgate.counters"):
+        assert store.admit([Check(spend, limit=10.0)]).admitted
+    assert "ConnectionError" in caplog.text
+    assert store.get([spend]) == [1.0]
