@@ -10,18 +10,18 @@ class RequestLog(models.Model):
     outlives the key it describes. Bodies are kept only when MODELGATE_LOG_BODIES is on.
     """
 
-    request_id = models.CharField(max_length=64, unique=True)
+    request_id = models.CharField(max_length=64)
     created_at = models.DateTimeField(db_index=True)
-    key_hash = models.CharField(max_length=64, db_index=True, blank=True, default="")
+    key_hash = models.CharField(max_length=64, blank=True, default="")
     key_name = models.CharField(max_length=200, blank=True, default="", help_text="Alias, else the key preview.")
-    team_id = models.CharField(max_length=128, db_index=True, blank=True, default="")
-    requested_model = models.CharField(max_length=255, db_index=True)
+    team_id = models.CharField(max_length=128, blank=True, default="")
+    requested_model = models.CharField(max_length=255)
     route = models.CharField(max_length=255, blank=True, default="")
     deployment = models.CharField(max_length=255, blank=True, default="")
     upstream_model = models.CharField(max_length=255, blank=True, default="")
     stream = models.BooleanField(default=False)
-    status = models.PositiveSmallIntegerField(db_index=True)
-    error_code = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    status = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=64, blank=True, default="")
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     usage_source = models.CharField(
@@ -35,7 +35,22 @@ class RequestLog(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["key_hash", "created_at"]), models.Index(fields=["team_id", "created_at"])]
+        # Every index is written for every request: only those the log's readers use (/spend/logs by key, team,
+        # model or request id, newest first; the console by time; the admin's filters on failures). A unique
+        # constraint, not unique=True, which on PostgreSQL adds a second index for LIKE queries no one makes. Partial
+        # indexes for the failures: a successful request's row is not in them.
+        constraints = [models.UniqueConstraint(fields=["request_id"], name="requestlog_request_id_unique")]
+        indexes = [
+            models.Index(fields=["key_hash", "created_at"]),
+            models.Index(fields=["team_id", "created_at"]),
+            models.Index(fields=["requested_model", "created_at"], name="requestlog_model_time"),
+            models.Index(
+                fields=["status", "created_at"], name="requestlog_failed_time", condition=models.Q(status__gte=400)
+            ),
+            models.Index(
+                fields=["error_code", "created_at"], name="requestlog_error_time", condition=~models.Q(error_code="")
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.key_name} {self.requested_model} {self.status}"

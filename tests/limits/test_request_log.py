@@ -348,6 +348,30 @@ def test_write_batch_writes_a_full_batch(make_key):
     assert row.spend == pytest.approx(125.0)
 
 
+def test_a_batch_with_a_row_written_before_still_writes_the_others_and_adds_only_their_spend(make_key, make_team):
+    """On PostgreSQL a fresh batch goes by COPY, which one duplicate request id fails as a whole: the batch is then
+    written row by row, skipping what is there."""
+    make_team(team_id="ml")
+    row, _ = make_key()
+    first = LogEntry(request_id="req-dup-1", created_at=timezone.now(), requested_model="m", status=200,
+                     key_id=row.pk, team_id="ml", cost=1.0)  # fmt: skip
+    write_batch([first])
+    later = [
+        LogEntry(request_id=f"req-dup-{i}", created_at=timezone.now(), requested_model="m", status=200,
+                 key_id=row.pk, team_id="ml", cost=2.0)
+        for i in (2, 1, 3)
+    ]  # fmt: skip
+    write_batch(later)
+    assert sorted(RequestLog.objects.filter(request_id__startswith="req-dup-").values_list("request_id", "cost")) == [
+        ("req-dup-1", 1.0),
+        ("req-dup-2", 2.0),
+        ("req-dup-3", 2.0),
+    ]
+    if connection.vendor == "postgresql":  # SQLite's executemany does not say which rows it inserted
+        row.refresh_from_db()
+        assert (row.spend, Team.objects.get(pk="ml").spend) == (pytest.approx(5.0), pytest.approx(5.0))
+
+
 def test_write_batch_stores_every_column_as_given_and_skips_a_row_written_before(make_key):
     """The rows go as binary column arrays, one statement per STATEMENT_ROWS rows on PostgreSQL: text that needs
     quoting in an array literal, NULLs, JSON, floats and times come back as they went in, across statement
