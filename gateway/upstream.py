@@ -58,11 +58,54 @@ class _DropCheck:
         return not poller.poll(0)
 
 
-class _HTTPConnection(_DropCheck, urllib3.connection.HTTPConnection):
+class _OneWrite:
+    """The request's head goes out with its body, in one write: urllib3 sends the head, then the body, two system
+    calls and two wake-ups of the server where one does (each ~10 % of a relayed request's own CPU on loopback).
+    http.client hands the head to `_send_output`; it is held there and sent with the body's first part, or alone
+    when the body is large or there is none."""
+
+    HOLD_UP_TO = 64 * 1024  # a larger body goes in a write of its own rather than being copied behind the head
+
+    _held: bytes | None = None
+
+    def _send_output(self, message_body=None, encode_chunked=False):
+        if message_body is not None or self._held is not None:
+            self._flush_held()
+            super()._send_output(message_body, encode_chunked)
+            return
+        self._buffer.extend((b"", b""))
+        self._held = b"\r\n".join(self._buffer)
+        del self._buffer[:]
+
+    def send(self, data):
+        held = self._held
+        if held is not None:
+            self._held = None
+            if isinstance(data, bytes) and len(data) <= self.HOLD_UP_TO:
+                data = held + data
+            else:
+                super().send(held)
+        super().send(data)
+
+    def _flush_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            super().send(held)
+
+    def getresponse(self, *args, **kwargs):
+        self._flush_held()  # a request without a body
+        return super().getresponse(*args, **kwargs)
+
+    def close(self) -> None:
+        self._held = None
+        super().close()
+
+
+class _HTTPConnection(_DropCheck, _OneWrite, urllib3.connection.HTTPConnection):
     pass
 
 
-class _HTTPSConnection(_DropCheck, urllib3.connection.HTTPSConnection):
+class _HTTPSConnection(_DropCheck, _OneWrite, urllib3.connection.HTTPSConnection):
     pass
 
 

@@ -37,6 +37,35 @@ class _Handler(PyWSGIHandler):
             self.worker.count_request()
         return result
 
+    # The response's head goes out with the first part of its body, in one write: gevent's server writes them
+    # apart, two system calls and two wake-ups of the client where one does (~10 % of a relayed request's own CPU
+    # on loopback). A part larger than HOLD_UP_TO goes in a write of its own rather than being copied.
+    HOLD_UP_TO = 64 * 1024
+    _holding = False
+    _held: bytearray | None = None
+
+    def _write_with_headers(self, data):
+        self._holding = len(data) <= self.HOLD_UP_TO
+        try:
+            super()._write_with_headers(data)
+        finally:
+            self._holding = False
+            held, self._held = self._held, None
+            if held is not None:  # the body part was empty: nothing to send it with
+                super()._sendall(held)
+
+    def _sendall(self, data):
+        if self._holding:  # the head
+            self._holding = False
+            self._held = data
+            return
+        held = self._held
+        if held is not None:
+            self._held = None
+            held += data
+            data = held
+        super()._sendall(data)
+
     def log_request(self) -> None:
         if self.worker.access_log:  # building the access-log record costs a request ~1 %: only when it is written
             super().log_request()

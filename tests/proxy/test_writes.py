@@ -1,0 +1,181 @@
+"""A relayed request's head and body go out in one write, to the upstream and to the client (each write on loopback
+is a system call and a wake-up of the other side). Real sockets, each write counted where it leaves our code."""
+
+from __future__ import annotations
+
+import http.client
+import queue
+import socket
+import threading
+from types import SimpleNamespace
+
+import gevent
+import pytest
+from gevent.pywsgi import WSGIServer
+from gunicorn.workers.ggevent import PyWSGIHandler
+
+from gateway.upstream import _HTTPConnection, _OneWrite
+from gateway.worker import _Handler
+
+# --- to the upstream ------------------------------------------------------------------------------------------------
+
+
+class _Counted:
+    """A socket whose sendall calls are recorded."""
+
+    def __init__(self, sock: socket.socket, writes: list[bytes]):
+        self._sock, self._writes = sock, writes
+
+    def sendall(self, data) -> None:
+        self._writes.append(bytes(data))
+        self._sock.sendall(data)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+@pytest.fixture
+def upstream():
+    """A server that answers every request on a connection with an empty 200, and the bytes it received."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            buffer = b""
+            while chunk := conn.recv(1 << 20):
+                buffer += chunk
+                while b"\r\n\r\n" in buffer:
+                    head, rest = buffer.split(b"\r\n\r\n", 1)
+                    length = next(
+                        (
+                            int(line.split(b":")[1])
+                            for line in head.split(b"\r\n")
+                            if line.lower().startswith(b"content-length:")
+                        ),
+                        0,
+                    )
+                    if len(rest) < length:
+                        break
+                    received.append(head + b"\r\n\r\n" + rest[:length])
+                    buffer = rest[length:]
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1], received
+    listener.close()
+
+
+def counted_connection(port: int) -> tuple[_HTTPConnection, list[bytes]]:
+    conn = _HTTPConnection("127.0.0.1", port)
+    conn.connect()
+    writes: list[bytes] = []
+    conn.sock = _Counted(conn.sock, writes)
+    return conn, writes
+
+
+def test_the_request_head_goes_out_with_its_body(upstream):
+    port, received = upstream
+    conn, writes = counted_connection(port)
+    body = b'{"model": "m", "messages": []}'
+    for _ in range(2):  # and again on the same connection
+        conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+        assert conn.getresponse().read() == b""
+    assert len(writes) == 2
+    assert writes[0].startswith(b"POST /v1/chat/completions HTTP/1.1\r\n") and writes[0].endswith(b"\r\n\r\n" + body)
+    assert received == writes
+    conn.close()
+
+
+def test_a_large_body_and_no_body_are_written_as_they_come(upstream):
+    port, received = upstream
+    conn, writes = counted_connection(port)
+    large = b"x" * (_OneWrite.HOLD_UP_TO + 1)
+    conn.request("POST", "/big", body=large)
+    conn.getresponse().read()
+    assert [len(w) for w in writes[1:]] == [len(large)]  # the head alone, then the body: not copied behind it
+    conn.request("GET", "/models")  # no body: the head goes when the response is asked for
+    conn.getresponse().read()
+    assert writes[-1].startswith(b"GET /models HTTP/1.1\r\n") and writes[-1].endswith(b"\r\n\r\n")
+    assert len(writes) == 3 and received[0].endswith(large)
+    conn.close()
+
+
+# --- to the client --------------------------------------------------------------------------------------------------
+
+SMALL = b'{"id": "chatcmpl-1", "choices": []}'
+LARGE = b"y" * (_Handler.HOLD_UP_TO + 1)
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/stream":
+        start_response("200 OK", [("Content-Type", "text/event-stream")])
+        return iter([b"data: 1\n\n", b"data: 2\n\n"])
+    if path == "/empty":
+        start_response("204 No Content", [])
+        return [b""]
+    body = LARGE if path == "/large" else SMALL
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+@pytest.fixture
+def served():
+    """The worker's handler in gevent's server, on a thread of its own; the writes it made to client sockets."""
+    writes: list[bytes] = []
+
+    class Recorded(PyWSGIHandler):  # beneath _Handler: what reaches the socket
+        def _sendall(self, data):
+            writes.append(bytes(data))
+            super()._sendall(data)
+
+    worker = SimpleNamespace(cfg=SimpleNamespace(keepalive=5), access_log=False, count_request=lambda: None)
+    handler = type("Handler", (_Handler, Recorded), {"worker": worker})
+    ports: queue.Queue[int] = queue.Queue()
+    done = threading.Event()
+
+    def run() -> None:
+        server = WSGIServer(("127.0.0.1", 0), app, handler_class=handler, log=None, error_log=None)
+        server.start()
+        ports.put(server.server_port)
+        while not done.is_set():
+            gevent.sleep(0.02)
+        server.stop()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield ports.get(timeout=10), writes
+    done.set()
+    thread.join(10)
+
+
+def test_the_response_head_goes_out_with_its_body(served):
+    port, writes = served
+    client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    client.request("POST", "/v1/chat/completions", body=b"{}")
+    response = client.getresponse()
+    assert (response.status, response.read()) == (200, SMALL)
+    assert len(writes) == 1 and writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and writes[0].endswith(SMALL)
+
+    client.request("GET", "/stream")
+    response = client.getresponse()
+    assert response.read() == b"data: 1\n\ndata: 2\n\n"
+    head_and_first = writes[1]  # chunked: the first chunk rides with the head
+    assert head_and_first.startswith(b"HTTP/1.1 200 OK\r\n") and head_and_first.endswith(b"9\r\ndata: 1\n\n\r\n")
+    client.close()
+
+
+def test_a_large_or_empty_body_is_written_as_it_comes(served):
+    port, writes = served
+    client = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    client.request("GET", "/large")
+    assert client.getresponse().read() == LARGE
+    assert [w.startswith(b"HTTP/1.1 200") for w in writes] == [True, False] and writes[1] == LARGE
+    client.request("GET", "/empty")
+    response = client.getresponse()
+    assert (response.status, response.read()) == (204, b"")
+    assert writes[2].startswith(b"HTTP/1.1 204") and len(writes) == 3
+    client.close()
