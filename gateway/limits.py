@@ -101,6 +101,11 @@ def plan_for(grant: KeyGrant, deployment: DeploymentSpec, prices: Prices, now: d
     return plan
 
 
+def _number(value: float) -> str:
+    """A count as OpenAI writes it: 100000000, not 1e+08."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def _seconds(value: float) -> str:
     return f"{max(0, math.ceil(value))}s"
 
@@ -116,9 +121,9 @@ def refusal(plan: Plan, admission: Admission, now: datetime) -> GatewayError:
         )
     retry = 1 if info.kind == "parallel" else max(1, math.ceil(plan.window_end - now.timestamp()))
     what = {
-        "rpm": f"its limit of {info.limit:g} requests per minute",
-        "tpm": f"its limit of {info.limit:g} tokens per minute",
-        "parallel": f"its limit of {info.limit:g} requests in flight at once",
+        "rpm": f"its limit of {_number(info.limit)} requests per minute",
+        "tpm": f"its limit of {_number(info.limit)} tokens per minute",
+        "parallel": f"its limit of {_number(info.limit)} requests in flight at once",
     }[info.kind]
     headers = {"Retry-After": str(retry)}
     headers.update(_rate_headers(plan, admission, now, refused=True))
@@ -134,8 +139,8 @@ def _rate_headers(plan: Plan, admission: Admission, now: datetime, *, refused: b
             continue
         used = admission.values[index] + (0 if refused else plan.checks[index].inc)
         kind = "requests" if info.kind == "rpm" else "tokens"
-        headers[f"x-ratelimit-limit-{kind}"] = f"{info.limit:g}"
-        headers[f"x-ratelimit-remaining-{kind}"] = f"{max(0, info.limit - used):g}"
+        headers[f"x-ratelimit-limit-{kind}"] = _number(info.limit)
+        headers[f"x-ratelimit-remaining-{kind}"] = _number(max(0, info.limit - used))
         headers[f"x-ratelimit-reset-{kind}"] = reset
     return headers
 

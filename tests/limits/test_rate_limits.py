@@ -58,6 +58,15 @@ def test_rpm_limit_admits_exactly_that_many_requests_a_minute(
 
 
 @pytest.mark.django_db
+def test_a_large_limit_is_written_in_whole_numbers(anon, make_key, limits_routes, counter_store, fresh_window):
+    _, key = make_key(rpm_limit=100_000_000, tpm_limit=25_000_000)
+    response = chat(anon, key)
+    assert response["x-ratelimit-limit-requests"] == "100000000"  # not 1e+08
+    assert response["x-ratelimit-remaining-requests"] == "99999999"
+    assert response["x-ratelimit-limit-tokens"] == "25000000"
+
+
+@pytest.mark.django_db
 def test_retry_after_points_at_the_next_minute(anon, make_key, limits_routes, counter_store, fresh_window):
     _, key = make_key(rpm_limit=0)
     response = chat(anon, key)
