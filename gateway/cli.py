@@ -125,6 +125,18 @@ def manage(args: argparse.Namespace) -> None:
     execute_from_command_line(["modelgate manage", *args.rest])
 
 
+def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
+    """A whole-number default from the environment; a value that is not one stops the command, naming it."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < minimum:
+        raise SystemExit(
+            f"modelgate: environment variable {name} must be a whole number of at least {minimum}, not {raw!r}."
+        )
+    return int(raw)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="modelgate", description="An LLM gateway that speaks LiteLLM's dialect.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,8 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", help="LiteLLM-style config.yaml to load before serving")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=4000)
-    p.add_argument("--workers", type=int, default=int(os.environ.get("MODELGATE_WORKERS", os.cpu_count() or 1)))
-    p.add_argument("--threads", type=int, default=int(os.environ.get("MODELGATE_THREADS", 64)))
+    p.add_argument("--workers", type=int, default=_env_int("MODELGATE_WORKERS", os.cpu_count() or 1))
+    p.add_argument("--threads", type=int, default=_env_int("MODELGATE_THREADS", 64))
     p.add_argument(
         "--worker-class",
         choices=tuple(WORKER_CLASSES),
@@ -144,13 +156,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--worker-connections",
         type=int,
-        default=int(os.environ.get("MODELGATE_WORKER_CONNECTIONS", 2000)),
+        default=_env_int("MODELGATE_WORKER_CONNECTIONS", 2000),
         help="simultaneous connections per gevent worker",
     )
     p.add_argument(
         "--keep-alive",
         type=int,
-        default=int(os.environ.get("MODELGATE_KEEP_ALIVE", 75)),
+        default=_env_int("MODELGATE_KEEP_ALIVE", 75, minimum=0),
         help="seconds an idle client connection stays open (gevent: also how long a client may leave a request "
         "unfinished or a response unread)",
     )

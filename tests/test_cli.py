@@ -77,6 +77,14 @@ def test_a_bad_environment_value_stops_the_start_naming_the_variable(tmp_path):
     assert "DEBUG" in result.stderr
 
 
+@pytest.mark.parametrize(("name", "value"), [("MODELGATE_KEEP_ALIVE", "75s"), ("MODELGATE_WORKERS", "0")])
+def test_a_bad_number_for_serve_stops_it_naming_the_variable(tmp_path, name, value):
+    result = run(["serve", "--port", "1"], tmp_path, **{name: value})
+    assert result.returncode != 0
+    assert f"environment variable {name} must be a whole number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.e2e
 def test_serve_takes_the_master_key_from_the_config_through_the_environment(tmp_path):
     config = tmp_path / "config.yaml"
