@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Instructions per relayed request in a served gunicorn worker, everything included (the HTTP server, Django, the
 # relay, the counters, the request-log writer), counted by callgrind: a figure a shared VM does not blur, for
-# comparing two versions or two worker classes. A tool, not a test.
+# comparing two versions or two worker classes. With -y, the system calls per request instead (strace -c, the worker
+# run natively), and the counter scripts run in Redis per request (EVALSHA in INFO commandstats). A tool, not a test.
 #
-#   bench/worker_instructions.sh [-k WORKER_CLASS] [-n REQUESTS] [-c CONCURRENCY] [-s] [-d DIR]
+#   bench/worker_instructions.sh [-k WORKER_CLASS] [-n REQUESTS] [-c CONCURRENCY] [-s] [-y] [-d DIR]
 #
 #   -k  gunicorn worker class (default gateway.worker.GeventWorker, what `modelgate serve` runs; e.g. gevent)
 #   -n  requests counted (default 300), after 60 warm-up requests
 #   -c  client connections sending them at once (default 1)
 #   -s  streamed requests (default: plain)
+#   -y  count system calls and Redis scripts, not instructions (needs strace; nothing else may use Redis meanwhile)
 #   -d  checkout to measure (default: this one; it must have a .venv)
 #
 # gunicorn runs one worker under valgrind against the fake upstream on :8901 (started from ../shared/bench when not
@@ -17,16 +19,21 @@
 # requests, through callgrind's client requests (a small C helper built here with gcc).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CLASS=gateway.worker.GeventWorker N=300 C=1 MODE=plain DIR="$ROOT"
-while getopts "k:n:c:sd:" opt; do
+CLASS=gateway.worker.GeventWorker N=300 C=1 MODE=plain DIR="$ROOT" COUNT=instructions
+while getopts "k:n:c:syd:" opt; do
   case $opt in
     k) CLASS=$OPTARG ;; n) N=$OPTARG ;; c) C=$OPTARG ;; s) MODE=stream ;; d) DIR=$(cd "$OPTARG" && pwd) ;;
-    *) sed -n 2,12p "$0"; exit 2 ;;
+    y) COUNT=syscalls ;;
+    *) sed -n 2,14p "$0"; exit 2 ;;
   esac
 done
 HARNESS="${BENCH_HARNESS:-$ROOT/../shared/bench}"
 PY="$DIR/.venv/bin/python"
-command -v valgrind >/dev/null || { echo "worker_instructions: valgrind is missing" >&2; exit 1; }
+if [[ $COUNT == syscalls ]]; then
+  command -v strace >/dev/null || { echo "worker_instructions: strace is missing (apt-get install -y strace)" >&2; exit 1; }
+else
+  command -v valgrind >/dev/null || { echo "worker_instructions: valgrind is missing" >&2; exit 1; }
+fi
 [[ -f /usr/include/valgrind/callgrind.h ]] || { echo "worker_instructions: valgrind's headers are missing" >&2; exit 1; }
 WORK="$(mktemp -d /tmp/modelgate-instr.XXXXXX)"
 PORT="${PORT:-$((20000 + RANDOM % 20000))}"
@@ -79,8 +86,9 @@ export MODELGATE_REDIS_PREFIX="instr-$$-$(date +%s):" MODELGATE_DATA_DIR="$WORK"
 export MODELGATE_CONFIG="$WORK/config.yaml" MODELGATE_UPSTREAM_POOL_SIZE=2000
 cd "$DIR"
 "$PY" -c "from gateway import cli; cli._prepare('$WORK/config.yaml')" >/dev/null
-valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" --dump-instr=no \
-  "$PY" -m gunicorn gateway.wsgi:application --bind "127.0.0.1:$PORT" --workers 1 --worker-class "$CLASS" \
+RUNNER=(valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" --dump-instr=no)
+[[ $COUNT == syscalls ]] && RUNNER=()
+"${RUNNER[@]}" "$PY" -m gunicorn gateway.wsgi:application --bind "127.0.0.1:$PORT" --workers 1 --worker-class "$CLASS" \
   --worker-connections 2000 --keep-alive 75 --timeout 600 --config "$WORK/gunicorn_conf.py" >"$WORK/log" 2>&1 &
 GW_PID=$!
 for _ in $(seq 300); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/health/readiness" && break; sleep 0.5; done
@@ -111,6 +119,21 @@ PYCLIENT
 
 send 60
 sleep 1
+if [[ $COUNT == syscalls ]]; then
+  commands() { redis-cli -h 127.0.0.1 info commandstats 2>/dev/null | awk -F'[:=,]' '/^cmdstat_evalsha:/ {n += $3} END {print n + 0}'; }
+  before="$(commands)"
+  strace -c -f -p "$WORKER" -o "$WORK/strace.txt" 2>/dev/null &
+  STRACE=$!
+  sleep 1
+  send "$N"
+  kill -INT "$STRACE"; wait "$STRACE" 2>/dev/null || true
+  count=$(( N / C * C ))
+  redis=$(( $(commands) - before ))
+  echo "$(basename "$DIR") ($(git -C "$DIR" rev-parse --short HEAD 2>/dev/null || echo '?')), $CLASS, $MODE, c=$C," \
+    "per request: $(awk -v n="$count" '$1 ~ /^[0-9.]+$/ && $NF != "total" && $4 / n >= 0.01 {printf "%s %.2f, ", $NF, $4 / n}' "$WORK/strace.txt")" \
+    "Redis scripts $(awk -v r="$redis" -v n="$count" 'BEGIN {printf "%.2f", r/n}')"
+  exit 0
+fi
 kill -s "$(( $(kill -l SIGRTMIN) + 1 ))" "$WORKER"
 sleep 1
 send "$N"
