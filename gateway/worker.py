@@ -9,8 +9,9 @@ own kind does and `gevent_pywsgi` leaves out:
   would keep it, and the greenlet serving it, forever), as is one whose client stops reading for that long;
 - the request counter behind `--max-requests` (a worker restarts after that many requests, when set).
 
-Everything else comes from gunicorn: the arbiter, signals, graceful shutdown, the worker-connections pool, and one
-connection accepted at a time when several workers share the socket.
+Everything else comes from gunicorn: the arbiter, signals, graceful shutdown, the worker-connections pool. (Unlike
+gunicorn's own kind, gevent's server accepts up to 100 connections a wake-up; one, as gunicorn sets it for several
+workers, did not even out a burst of new connections between two workers: docs/performance.md.)
 """
 
 from __future__ import annotations
