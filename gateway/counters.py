@@ -126,7 +126,7 @@ return results
 
         client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
         self._prefix = prefix
-        self._pipe = _Pipe(client.connection_pool, self._BATCH)
+        self._pipe = _Pipe(client.connection_pool, self._BATCH, client.register_script(self._BATCH).sha)
 
     def _batch_args(self, updates: list[Update], admissions: list[list[Check]]) -> tuple[list[str], list]:
         prefix = self._prefix
@@ -178,12 +178,10 @@ class _Pipe:
     NAME = "modelgate-counters"  # as CLIENT LIST shows it
     MAX_OWED = 64  # answers left unread at most; reading them costs no wait, they are in the socket's buffer
 
-    def __init__(self, pool, script: str) -> None:
-        import hashlib
-
+    def __init__(self, pool, script: str, sha: str) -> None:
         self._pool = pool
         self._source = script
-        self._sha = hashlib.sha1(script.encode()).hexdigest()
+        self._sha = sha
         self._lock = threading.Lock()
         self._conn = None
         self._pid = 0

@@ -78,13 +78,9 @@ class _OneWrite:
         del self._buffer[:]
 
     def send(self, data):
-        held = self._held
-        if held is not None:
-            self._held = None
-            if isinstance(data, bytes) and len(data) <= self.HOLD_UP_TO:
-                data = held + data
-            else:
-                super().send(held)
+        if self._held is not None and isinstance(data, bytes) and len(data) <= self.HOLD_UP_TO:
+            data, self._held = self._held + data, None
+        self._flush_held()
         super().send(data)
 
     def _flush_held(self) -> None:
