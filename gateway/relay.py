@@ -246,9 +246,10 @@ class StreamMeter:
     def relay(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         pending = b""
         for chunk in chunks:
-            # Not counting text: whole events that don't mention usage pass through as they came.
-            if not pending and not self.counting and chunk.endswith(b"\n\n") and b'"usage"' not in chunk:
-                yield chunk
+            # Not counting text, a chunk of whole events: only the events that mention usage are looked at.
+            if not pending and not self.counting and chunk.endswith(b"\n\n"):
+                if out := self._without_dropped(chunk):
+                    yield out
                 continue
             pending += chunk
             if b"\n\n" not in pending:
@@ -259,6 +260,25 @@ class StreamMeter:
                 yield b"\n\n".join(out) + b"\n\n"
         if pending:
             yield pending
+
+    def _without_dropped(self, chunk: bytes) -> bytes:
+        """A chunk of whole events, minus those `_keep` drops, looking only at the events that mention usage: the
+        others pass as they came (not counting text, `_keep` keeps them and learns nothing from them). A usage chunk
+        usually arrives with the stream's last events, and splitting them all apart cost a stream ~5 % of its CPU."""
+        kept: list[bytes] = []
+        start = scan = 0  # start: where the bytes not yet copied to `kept` begin
+        while (found := chunk.find(b'"usage"', scan)) >= 0:
+            event_start = chunk.rfind(b"\n\n", 0, found)
+            event_start = 0 if event_start < 0 else event_start + 2
+            event_end = chunk.find(b"\n\n", found)  # the chunk ends with one
+            if not self._keep(chunk[event_start:event_end]):
+                kept.append(chunk[start:event_start])
+                start = event_end + 2
+            scan = event_end + 2
+        if not start:
+            return chunk
+        kept.append(chunk[start:])
+        return b"".join(kept)
 
     def _keep(self, event: bytes) -> bool:
         data = event.strip()

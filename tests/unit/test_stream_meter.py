@@ -65,3 +65,38 @@ def test_without_a_usage_chunk_the_text_is_counted_however_the_stream_is_cut():
         assert out == data, chunks
         usage = meter.usage()
         assert meter.source == "counted" and usage["completion_tokens"] >= 1, chunks
+
+
+def chunk_with(usage: object, *, choices: list | None = None) -> bytes:
+    return event({"object": "chat.completion.chunk", "choices": choices or [], "usage": usage})
+
+
+NULL_USAGE = [  # some upstreams put "usage": null in every chunk, and the usage in the last chunk with a choice
+    chunk_with(None, choices=delta("Hel")["choices"]),
+    chunk_with(None, choices=delta("lo")["choices"]),
+    chunk_with(USAGE, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+]
+
+
+@pytest.mark.parametrize(
+    ("events", "drop_usage", "expected"),
+    [
+        # the usage chunk the gateway asked for is dropped wherever it sits among the events of one chunk
+        ([USAGE_EVENT, *EVENTS, DONE], True, [*EVENTS, DONE]),
+        ([EVENTS[0], USAGE_EVENT, *EVENTS[1:], DONE], True, [*EVENTS, DONE]),
+        ([*EVENTS, USAGE_EVENT], True, EVENTS),
+        ([*EVENTS, USAGE_EVENT, USAGE_EVENT, DONE], True, [*EVENTS, DONE]),
+        ([*EVENTS, USAGE_EVENT, DONE], False, [*EVENTS, USAGE_EVENT, DONE]),  # the client asked: kept
+        # a chunk with choices is content: kept, and its usage learnt; "usage": null is nothing to learn
+        ([*NULL_USAGE, DONE], True, [*NULL_USAGE, DONE]),
+        # "usage" in the text, not a usage field
+        ([event(delta('a "usage" b')), USAGE_EVENT, DONE], True, [event(delta('a "usage" b')), DONE]),
+    ],
+)
+def test_a_chunk_of_whole_events_loses_only_the_dropped_usage_event(events, drop_usage, expected):
+    data = b"".join(events)
+    out, meter = relay([data], wants_usage=not drop_usage, drop_usage=drop_usage)
+    assert out == b"".join(expected)
+    assert (meter.usage(), meter.source) == (USAGE, "upstream")
+    for chunks in cuts(data):  # the same however the stream is cut
+        assert relay(chunks, wants_usage=not drop_usage, drop_usage=drop_usage)[0] == b"".join(expected), chunks
