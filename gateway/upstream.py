@@ -97,11 +97,40 @@ class _OneWrite:
         super().close()
 
 
-class _HTTPConnection(_DropCheck, _OneWrite, urllib3.connection.HTTPConnection):
+class _KnownHeaders:
+    """A header line already sent once is sent again as it went, without http.client checking and encoding it anew
+    (two regular expressions and an encode per header, ~3 % of a relayed request's CPU): an upstream call's headers
+    are the same few name-value pairs call after call. The first time, http.client checks the pair as always, and
+    refuses a bad one (a key with a line break in it) before anything is kept. Content-Length, which changes with
+    every body, is never kept."""
+
+    KEEP_UP_TO = 256  # pairs; more (a config with many keys, many hosts) start the memory afresh
+
+    _lines: dict[tuple[str, str], bytes] = {}
+
+    def putheader(self, header, *values):
+        if len(values) != 1 or header == "Content-Length" or values[0] == urllib3.util.SKIP_HEADER:
+            super().putheader(header, *values)
+            return
+        key = (header, values[0])
+        line = self._lines.get(key)
+        if line is not None:
+            self._buffer.append(line)
+            return
+        before = len(self._buffer)
+        super().putheader(header, *values)
+        if len(self._buffer) == before + 1 and isinstance(header, str) and isinstance(values[0], str):
+            lines = _KnownHeaders._lines
+            if len(lines) >= self.KEEP_UP_TO:
+                lines.clear()
+            lines[key] = self._buffer[-1]
+
+
+class _HTTPConnection(_DropCheck, _KnownHeaders, _OneWrite, urllib3.connection.HTTPConnection):
     pass
 
 
-class _HTTPSConnection(_DropCheck, _OneWrite, urllib3.connection.HTTPSConnection):
+class _HTTPSConnection(_DropCheck, _KnownHeaders, _OneWrite, urllib3.connection.HTTPSConnection):
     pass
 
 

@@ -14,7 +14,7 @@ import pytest
 from gevent.pywsgi import WSGIServer
 from gunicorn.workers.ggevent import PyWSGIHandler
 
-from gateway.upstream import _HTTPConnection, _OneWrite
+from gateway.upstream import _HTTPConnection, _KnownHeaders, _OneWrite
 from gateway.worker import _Handler
 
 # --- to the upstream ------------------------------------------------------------------------------------------------
@@ -100,6 +100,29 @@ def test_a_large_body_and_no_body_are_written_as_they_come(upstream):
     conn.getresponse().read()
     assert writes[-1].startswith(b"GET /models HTTP/1.1\r\n") and writes[-1].endswith(b"\r\n\r\n")
     assert len(writes) == 3 and received[0].endswith(large)
+    conn.close()
+
+
+def test_a_header_sent_before_goes_out_the_same_and_a_bad_one_is_refused_every_time(upstream):
+    port, received = upstream
+    conn, _ = counted_connection(port)
+    headers = {"Authorization": "Bearer sk-upstream-key-1", "Content-Type": "application/json"}
+    for size in (2, 3, 2):  # the third call's headers all come from what the first two sent
+        conn.request("POST", "/v1/chat/completions", body=b"x" * size, headers=headers)
+        conn.getresponse().read()
+    assert (
+        _KnownHeaders._lines[("Authorization", "Bearer sk-upstream-key-1")]
+        == b"Authorization: Bearer sk-upstream-key-1"
+    )
+    assert ("Content-Length", "2") not in _KnownHeaders._lines  # changes with every body: never kept
+    assert received[2] == received[0]  # byte for byte what http.client wrote the first time
+    assert b"\r\nContent-Length: 3\r\n" in received[1]
+    for _ in range(2):  # a value that would split the head is refused, and not learnt
+        with pytest.raises(ValueError, match="Invalid header value"):
+            conn.request("POST", "/v1/chat/completions", body=b"x", headers={"Authorization": "Bearer k\r\nX-Evil: 1"})
+        conn.close()
+        conn, _ = counted_connection(port)
+    assert not any(b"X-Evil" in request for request in received)
     conn.close()
 
 
