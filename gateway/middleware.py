@@ -8,12 +8,16 @@ Django's own application).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterable, Iterator
 
+from django.conf import settings
 from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
+
+from gateway.errors import RequestTooLargeError, error_response
 
 
 def _relay_views() -> dict[str, Callable[[HttpRequest], HttpResponse]]:
@@ -75,6 +79,11 @@ class RelayEntry:
         }
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if "CONTENT_LENGTH" not in environ and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            refusal = _take_chunked_body(environ)
+            if refusal is not None:
+                start_response(f"{refusal.status_code} {refusal.reason_phrase}", [*refusal.items()])
+                return [refusal.content]
         handle = self.views.get(environ.get("PATH_INFO"))
         if handle is None:
             return self.django_app(environ, start_response)
@@ -84,6 +93,22 @@ class RelayEntry:
             [*response.items(), *(("Set-Cookie", c.output(header="")) for c in response.cookies.values())],
         )
         return _Sent(response)
+
+
+def _take_chunked_body(environ: dict) -> HttpResponse | None:
+    """A body sent in chunked framing (no Content-Length; curl with `-T -`, some HTTP clients) is read here, through
+    the server's decoding of the framing, and handed on as a body with a length: Django reads a request's body only
+    as far as its Content-Length says, and would see an empty one. A body over MODELGATE_MAX_BODY_BYTES is refused
+    with the 413 a declared length over the limit gets."""
+    limit = settings.MODELGATE_MAX_BODY_BYTES
+    body = environ["wsgi.input"].read(limit + 1)
+    if len(body) > limit:
+        return error_response(
+            RequestTooLargeError(f"Request body is larger than the limit of {limit} bytes. Send a smaller request.")
+        )
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return None
 
 
 class _Sent:
