@@ -33,6 +33,7 @@ from gateway.errors import (
     UpstreamUnavailableError,
     error_body,
 )
+from gateway.sockets import send_all
 from models_registry import providers
 from models_registry.routing import DeploymentSpec
 
@@ -81,12 +82,20 @@ class _OneWrite:
         if self._held is not None and isinstance(data, bytes) and len(data) <= self.HOLD_UP_TO:
             data, self._held = self._held + data, None
         self._flush_held()
-        super().send(data)
+        self._send(data)
 
     def _flush_held(self) -> None:
         held, self._held = self._held, None
         if held is not None:
-            super().send(held)
+            self._send(held)
+
+    def _send(self, data) -> None:
+        """http.client's send; bytes through `send_all` (no getsockopt before every write)."""
+        if self.sock is None or not isinstance(data, bytes | bytearray):
+            super().send(data)  # connects first, or reads a file-like body
+            return
+        sys.audit("http.client.send", self, data)
+        send_all(self.sock, data)
 
     def getresponse(self, *args, **kwargs):
         self._flush_held()  # a request without a body

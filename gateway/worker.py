@@ -20,6 +20,8 @@ import socket
 
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
+from gateway.sockets import send_all
+
 
 class _Handler(PyWSGIHandler):
     """One client connection: its requests one after the other, each bounded in idle time."""
@@ -53,7 +55,7 @@ class _Handler(PyWSGIHandler):
             self._holding = False
             held, self._held = self._held, None
             if held is not None:  # the body part was empty: nothing to send it with
-                super()._sendall(held)
+                self._send(held)
 
     def _sendall(self, data):
         if self._holding:  # the head
@@ -65,7 +67,19 @@ class _Handler(PyWSGIHandler):
             self._held = None
             held += data
             data = held
-        super()._sendall(data)
+        self._send(data)
+
+    def _send(self, data) -> None:
+        """pywsgi's `_sendall` (the same bookkeeping of errors and bytes sent), through `send_all`: no getsockopt
+        system call before every write."""
+        try:
+            send_all(self.socket, data)
+        except OSError as exc:
+            self.status = f"socket error: {exc}"
+            if self.code > 0:
+                self.code = -self.code
+            raise
+        self.response_length += len(data)
 
     def log_request(self) -> None:
         if self.worker.access_log:  # building the access-log record costs a request ~1 %: only when it is written

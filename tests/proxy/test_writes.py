@@ -14,24 +14,13 @@ import pytest
 from gevent.pywsgi import WSGIServer
 from gunicorn.workers.ggevent import PyWSGIHandler
 
+from gateway import sockets
+from gateway import upstream as upstream_module
+from gateway import worker as worker_module
 from gateway.upstream import _HTTPConnection, _KnownHeaders, _OneWrite
 from gateway.worker import _Handler
 
 # --- to the upstream ------------------------------------------------------------------------------------------------
-
-
-class _Counted:
-    """A socket whose sendall calls are recorded."""
-
-    def __init__(self, sock: socket.socket, writes: list[bytes]):
-        self._sock, self._writes = sock, writes
-
-    def sendall(self, data) -> None:
-        self._writes.append(bytes(data))
-        self._sock.sendall(data)
-
-    def __getattr__(self, name):
-        return getattr(self._sock, name)
 
 
 @pytest.fixture
@@ -68,17 +57,28 @@ def upstream():
     listener.close()
 
 
-def counted_connection(port: int) -> tuple[_HTTPConnection, list[bytes]]:
+def recorded_writes(monkeypatch, module) -> list[bytes]:
+    """Every write the module makes, where it leaves our code (`send_all`), which then puts it on a real socket."""
+    writes: list[bytes] = []
+
+    def send_all(sock, data) -> None:
+        writes.append(bytes(data))
+        sockets.send_all(sock, data)
+
+    monkeypatch.setattr(module, "send_all", send_all)
+    return writes
+
+
+def counted_connection(port: int, monkeypatch) -> tuple[_HTTPConnection, list[bytes]]:
+    writes = recorded_writes(monkeypatch, upstream_module)
     conn = _HTTPConnection("127.0.0.1", port)
     conn.connect()
-    writes: list[bytes] = []
-    conn.sock = _Counted(conn.sock, writes)
     return conn, writes
 
 
-def test_the_request_head_goes_out_with_its_body(upstream):
+def test_the_request_head_goes_out_with_its_body(upstream, monkeypatch):
     port, received = upstream
-    conn, writes = counted_connection(port)
+    conn, writes = counted_connection(port, monkeypatch)
     body = b'{"model": "m", "messages": []}'
     for _ in range(2):  # and again on the same connection
         conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
@@ -89,9 +89,9 @@ def test_the_request_head_goes_out_with_its_body(upstream):
     conn.close()
 
 
-def test_a_large_body_and_no_body_are_written_as_they_come(upstream):
+def test_a_large_body_and_no_body_are_written_as_they_come(upstream, monkeypatch):
     port, received = upstream
-    conn, writes = counted_connection(port)
+    conn, writes = counted_connection(port, monkeypatch)
     large = b"x" * (_OneWrite.HOLD_UP_TO + 1)
     conn.request("POST", "/big", body=large)
     conn.getresponse().read()
@@ -103,9 +103,9 @@ def test_a_large_body_and_no_body_are_written_as_they_come(upstream):
     conn.close()
 
 
-def test_a_header_sent_before_goes_out_the_same_and_a_bad_one_is_refused_every_time(upstream):
+def test_a_header_sent_before_goes_out_the_same_and_a_bad_one_is_refused_every_time(upstream, monkeypatch):
     port, received = upstream
-    conn, _ = counted_connection(port)
+    conn, _ = counted_connection(port, monkeypatch)
     headers = {"Authorization": "Bearer sk-upstream-key-1", "Content-Type": "application/json"}
     for size in (2, 3, 2):  # the third call's headers all come from what the first two sent
         conn.request("POST", "/v1/chat/completions", body=b"x" * size, headers=headers)
@@ -121,7 +121,7 @@ def test_a_header_sent_before_goes_out_the_same_and_a_bad_one_is_refused_every_t
         with pytest.raises(ValueError, match="Invalid header value"):
             conn.request("POST", "/v1/chat/completions", body=b"x", headers={"Authorization": "Bearer k\r\nX-Evil: 1"})
         conn.close()
-        conn, _ = counted_connection(port)
+        conn, _ = counted_connection(port, monkeypatch)
     assert not any(b"X-Evil" in request for request in received)
     conn.close()
 
@@ -146,17 +146,11 @@ def app(environ, start_response):
 
 
 @pytest.fixture
-def served():
+def served(monkeypatch):
     """The worker's handler in gevent's server, on a thread of its own; the writes it made to client sockets."""
-    writes: list[bytes] = []
-
-    class Recorded(PyWSGIHandler):  # beneath _Handler: what reaches the socket
-        def _sendall(self, data):
-            writes.append(bytes(data))
-            super()._sendall(data)
-
+    writes = recorded_writes(monkeypatch, worker_module)
     worker = SimpleNamespace(cfg=SimpleNamespace(keepalive=5), access_log=False, count_request=lambda: None)
-    handler = type("Handler", (_Handler, Recorded), {"worker": worker})
+    handler = type("Handler", (_Handler, PyWSGIHandler), {"worker": worker})
     ports: queue.Queue[int] = queue.Queue()
     done = threading.Event()
 
@@ -202,3 +196,44 @@ def test_a_large_or_empty_body_is_written_as_it_comes(served):
     assert (response.status, response.read()) == (204, b"")
     assert writes[2].startswith(b"HTTP/1.1 204") and len(writes) == 3
     client.close()
+
+
+# --- send_all -------------------------------------------------------------------------------------------------------
+
+
+class _Calls:
+    """A real socket whose send, sendall and getsockopt calls are recorded."""
+
+    def __init__(self, sock: socket.socket):
+        self._sock, self.calls = sock, []
+
+    def __getattr__(self, name):
+        attribute = getattr(self._sock, name)
+        if name not in ("send", "sendall", "getsockopt"):
+            return attribute
+
+        def recorded(*args):
+            self.calls.append(name)
+            return attribute(*args)
+
+        return recorded
+
+
+def test_send_all_writes_what_fits_in_one_send_and_the_rest_with_sendall():
+    left, right = socket.socketpair()
+    left.settimeout(10)  # as every socket of a served worker has: a send then takes only what fits
+    left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    recorded = _Calls(left)
+    sockets.send_all(recorded, b"x" * 1000)
+    assert recorded.calls == ["send"] and right.recv(2000) == b"x" * 1000
+
+    big = bytes(range(256)) * 40_000  # 10 MB: more than the socket takes at once
+    received = bytearray()
+    reader = threading.Thread(target=lambda: [received.extend(c) for c in iter(lambda: right.recv(1 << 16), b"")])
+    reader.start()
+    recorded.calls.clear()
+    sockets.send_all(recorded, big)
+    left.close()
+    reader.join(10)
+    assert recorded.calls[:2] == ["send", "sendall"] and bytes(received) == big
+    right.close()
