@@ -9,16 +9,26 @@ own kind does and `gevent_pywsgi` leaves out:
   would keep it, and the greenlet serving it, forever), as is one whose client stops reading for that long;
 - the request counter behind `--max-requests` (a worker restarts after that many requests, when set).
 
-Everything else comes from gunicorn: the arbiter, signals, graceful shutdown, the worker-connections pool. (Unlike
-gunicorn's own kind, gevent's server accepts up to 100 connections a wake-up; one, as gunicorn sets it for several
-workers, did not even out a burst of new connections between two workers: docs/performance.md.)
+and what neither does:
+
+- an even split of client connections between the workers. Every worker waits on the one listening socket, and
+  when connections arrive together the first worker awake takes up to 100 at once (gevent's server; gunicorn's own
+  takes one per wake-up, which did not even out a burst either: docs/performance.md). A connection then stays with
+  its worker for as long as the client keeps it open: 1,000 streams split 425 / 575, or a burst of 400 split
+  0 / 400, leave one worker with the work of two. Here a worker holding more than its share (the workers' mean plus
+  10 %, at least 2) leaves new connections to the others for a moment (`_Server`), and takes them itself when no
+  other worker has within 25 ms.
+
+Everything else comes from gunicorn: the arbiter, signals, graceful shutdown, the worker-connections pool.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import socket
+import time
 
-from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
+from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
 
 from gateway.sockets import send_all
 
@@ -86,8 +96,112 @@ class _Handler(PyWSGIHandler):
             super().log_request()
 
 
+class _Shares:
+    """How many client connections each worker holds, in memory the workers share: the arbiter makes it when it
+    loads this module, before it forks them. A worker takes a slot when it starts and beats in it every second (with
+    gunicorn's own heartbeat); a slot without a beat for STALE seconds is free again, whatever happened to its
+    worker. A worker writes only its own slot, so no lock is held but for taking one."""
+
+    SLOTS = 32  # workers beyond this many on one arbiter take any connection, as before
+    STALE = 10.0  # seconds
+    SLACK = 0.1  # a worker may hold its share plus this much of it
+    MIN_SLACK = 2
+
+    def __init__(self) -> None:
+        self._lock = multiprocessing.Lock()
+        self._open = multiprocessing.RawArray("l", self.SLOTS)  # client connections held, by slot
+        self._beat = multiprocessing.RawArray("d", self.SLOTS)  # time.monotonic() of the last beat; 0: never taken
+        self.slot: int | None = None
+
+    def join(self) -> None:
+        """Take a free slot for this process (in the worker, after the fork)."""
+        now = time.monotonic()
+        with self._lock:
+            for slot in range(self.SLOTS):
+                beat = self._beat[slot]
+                if not beat or now - beat > self.STALE:
+                    self._open[slot] = 0
+                    self._beat[slot] = now
+                    self.slot = slot
+                    return
+
+    def beat(self) -> None:
+        if self.slot is not None:
+            self._beat[self.slot] = time.monotonic()
+
+    def opened(self) -> None:
+        if self.slot is not None:
+            self._open[self.slot] += 1
+
+    def closed(self) -> None:
+        if self.slot is not None:
+            self._open[self.slot] -= 1
+
+    def over_share(self) -> bool:
+        """Whether this worker holds more client connections than the workers' mean, plus the slack."""
+        if self.slot is None:
+            return False
+        now = time.monotonic()
+        total = workers = 0
+        for held, beat in zip(self._open[:], self._beat[:], strict=True):
+            if beat and now - beat <= self.STALE:
+                total += held
+                workers += 1
+        if workers < 2:
+            return False
+        share = total / workers
+        return self._open[self.slot] > share + max(self.MIN_SLACK, share * self.SLACK)
+
+
+_shares = _Shares()
+
+
+class _Server(PyWSGIServer):
+    """gunicorn's pywsgi server, counting this worker's client connections, and leaving a new one to the other
+    workers while this one holds more than its share: it stops accepting for RETRY seconds, up to WAIT_UP_TO in a
+    row, then accepts again whoever else has or has not (a busy or stuck worker must not leave clients waiting)."""
+
+    shares = _shares
+    RETRY = 0.002
+    WAIT_UP_TO = 0.025
+    _waiting_since = 0.0
+    _waited = 0.0
+
+    def do_read(self):
+        if self.shares.over_share():
+            now = time.monotonic()
+            if now - self._waited > 4 * self.RETRY:  # not holding back a moment ago: a new wait begins
+                self._waiting_since = now
+            self._waited = now
+            if now - self._waiting_since < self.WAIT_UP_TO:
+                self.stop_accepting()
+                self._timer = self.loop.timer(self.RETRY)
+                self._timer.start(self._start_accepting_if_started)
+                return None
+        accepted = super().do_read()
+        if accepted:  # counted now: a burst is accepted before the first of its connections is handled
+            self.shares.opened()
+        return accepted
+
+    def do_handle(self, *args):
+        try:
+            super().do_handle(*args)
+        except BaseException:  # not handed to a greenlet: closed already
+            self.shares.closed()
+            raise
+
+    def handle(self, sock, address):
+        try:
+            super().handle(sock, address)
+        finally:
+            self.shares.closed()
+
+
 class GeventWorker(GeventPyWSGIWorker):
+    server_class = _Server
+
     def init_process(self) -> None:
+        _shares.join()
         cfg = self.cfg
         self.access_log = bool(
             cfg.accesslog
@@ -98,6 +212,10 @@ class GeventWorker(GeventPyWSGIWorker):
         )  # the same test as gunicorn's Logger.access
         self.wsgi_handler = type("Handler", (_Handler,), {"worker": self})
         super().init_process()
+
+    def notify(self) -> None:
+        super().notify()
+        _shares.beat()
 
     def count_request(self) -> None:
         self.nr += 1
