@@ -44,6 +44,17 @@ class _Handler(PyWSGIHandler):
         sock.settimeout(self.worker.cfg.keepalive or None)
         super().__init__(sock, address, server, rfile)
 
+    def MessageClass(self, *args):  # pywsgi's name for it
+        """The request's headers, refused (400, connection closed) when its body's length is ambiguous: two
+        Content-Length headers, or one beside Transfer-Encoding (RFC 9112 6.3). pywsgi would take the first
+        length, or the chunked framing, where a proxy in front may have taken another: the rest of the body would
+        then be read as a request of its own. gunicorn's own parser refuses both."""
+        headers = super().MessageClass(*args)
+        lengths = headers.get_all("Content-Length")
+        if lengths and (len(lengths) > 1 or "Transfer-Encoding" in headers):
+            raise ValueError("ambiguous body length: several Content-Length headers, or one with Transfer-Encoding")
+        return headers
+
     def handle_one_request(self):
         result = super().handle_one_request()
         if result is True:

@@ -229,3 +229,32 @@ def test_a_burst_of_new_connections_is_split_evenly_between_the_workers(two_work
             for client in clients:
                 client.close()
         time.sleep(0.5)  # the workers see the clients go before the next burst
+
+
+@pytest.mark.parametrize(
+    ("framing", "body"),
+    [
+        (b"Content-Length: 2\r\nContent-Length: 40\r\n", b"{}"),
+        (b"Content-Length: 2\r\nContent-Length: 2\r\n", b"{}"),
+        (b"Content-Length: 11\r\nTransfer-Encoding: chunked\r\n", b"2\r\n{}\r\n0\r\n\r\n"),
+    ],
+)
+def test_a_request_whose_body_length_is_ambiguous_is_refused(short_keep_alive, framing, body):
+    """A proxy in front could take the other length, and the rest of the body would be read as a request of its
+    own (request smuggling)."""
+    sock = connect(short_keep_alive)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" + framing + b"\r\n" + body)
+    response = sock.recv(65536)
+    assert response.startswith(b"HTTP/1.1 400"), response
+    assert closed_after(sock) < KEEP_ALIVE  # and the connection closed, not kept for what follows
+    sock.close()
+
+
+def test_one_content_length_or_chunked_framing_alone_is_served(short_keep_alive):
+    framings = [(b"Content-Length: 2\r\n", b"{}"), (b"Transfer-Encoding: chunked\r\n", b"2\r\n{}\r\n0\r\n\r\n")]
+    for framing, body in framings:
+        sock = connect(short_keep_alive)
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" + framing + b"\r\n" + body)
+        response = sock.recv(65536)
+        assert response.startswith(b"HTTP/1.1 401"), response  # read whole, and answered: no key
+        sock.close()
