@@ -126,8 +126,10 @@ class _Shares:
 
     def join(self) -> None:
         """Take a free slot for this process (in the worker, after the fork)."""
-        now = time.monotonic()
-        with self._lock:
+        if not self._lock.acquire(timeout=1.0):  # held by a worker that died taking a slot: go without one
+            return
+        try:
+            now = time.monotonic()
             for slot in range(self.SLOTS):
                 beat = self._beat[slot]
                 if not beat or now - beat > self.STALE:
@@ -135,6 +137,8 @@ class _Shares:
                     self._beat[slot] = now
                     self.slot = slot
                     return
+        finally:
+            self._lock.release()
 
     def beat(self) -> None:
         if self.slot is not None:
