@@ -20,16 +20,21 @@ pytestmark = pytest.mark.e2e
 KEEP_ALIVE = 1  # seconds
 
 
-@pytest.fixture(scope="module")
-def short_keep_alive(e2e_db, e2e_config, e2e_dir):
-    process = GatewayProcess(
+def serve(e2e_db, e2e_config, e2e_dir, *, workers: int, args: tuple[str, ...] = (), env: dict | None = None):
+    """`modelgate serve` on the guide's config, started."""
+    return GatewayProcess(
         database_url=e2e_db.url,
         config_path=e2e_config,
         data_dir=e2e_dir,
-        env={"FIREWORKS": "fw-secret-from-env"},
-        workers=1,
-        args=("--keep-alive", str(KEEP_ALIVE)),
+        env={"FIREWORKS": "fw-secret-from-env", **(env or {})},
+        workers=workers,
+        args=args,
     ).start()
+
+
+@pytest.fixture(scope="module")
+def short_keep_alive(e2e_db, e2e_config, e2e_dir):
+    process = serve(e2e_db, e2e_config, e2e_dir, workers=1, args=("--keep-alive", str(KEEP_ALIVE)))
     yield process
     process.stop()
 
@@ -112,13 +117,7 @@ def test_a_relayed_answer_has_a_content_length_and_a_stream_is_chunked(short_kee
 
 
 def test_max_requests_restarts_the_worker_between_requests(e2e_db, e2e_config, e2e_dir):
-    process = GatewayProcess(
-        database_url=e2e_db.url,
-        config_path=e2e_config,
-        data_dir=e2e_dir,
-        env={"FIREWORKS": "fw-secret-from-env", "GUNICORN_CMD_ARGS": "--max-requests 3"},
-        workers=1,
-    ).start()
+    process = serve(e2e_db, e2e_config, e2e_dir, workers=1, env={"GUNICORN_CMD_ARGS": "--max-requests 3"})
     statuses = []
     try:
         deadline = time.monotonic() + 30
@@ -163,13 +162,7 @@ def test_cold_keys_on_connections_left_open_never_exhaust_the_database_pool(gate
 
 @pytest.fixture(scope="module")
 def two_workers(e2e_db, e2e_config, e2e_dir):
-    process = GatewayProcess(
-        database_url=e2e_db.url,
-        config_path=e2e_config,
-        data_dir=e2e_dir,
-        env={"FIREWORKS": "fw-secret-from-env"},
-        workers=2,
-    ).start()
+    process = serve(e2e_db, e2e_config, e2e_dir, workers=2)
     # Both workers up (the arbiter answers health checks once one is): each holds a client connection.
     clients = []
     for _ in range(200):
