@@ -14,7 +14,7 @@ and what neither does:
 - an even split of client connections between the workers. Every worker waits on the one listening socket, and
   when connections arrive together the first worker awake takes up to 100 at once (gevent's server; gunicorn's own
   takes one per wake-up, which did not even out a burst either: docs/performance.md). A connection then stays with
-  its worker for as long as the client keeps it open: 1,000 streams split 425 / 575, or a burst of 400 split
+  its worker for as long as the client keeps it open: 1,000 streams split about 425 / 575, or a burst of 400 split
   0 / 400, leave one worker with the work of two. Here a worker holding more than its share (the workers' mean plus
   10 %, at least 2) leaves new connections to the others for a moment (`_Server`), and takes them itself when no
   other worker has within 25 ms.

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import gevent
 import pytest
 from gevent.pywsgi import WSGIServer
-from gunicorn.workers.ggevent import PyWSGIHandler
 
 from gateway import sockets
 from gateway import upstream as upstream_module
@@ -150,7 +149,7 @@ def served(monkeypatch):
     """The worker's handler in gevent's server, on a thread of its own; the writes it made to client sockets."""
     writes = recorded_writes(monkeypatch, worker_module)
     worker = SimpleNamespace(cfg=SimpleNamespace(keepalive=5), access_log=False, count_request=lambda: None)
-    handler = type("Handler", (_Handler, PyWSGIHandler), {"worker": worker})
+    handler = type("Handler", (_Handler,), {"worker": worker})
     ports: queue.Queue[int] = queue.Queue()
     done = threading.Event()
 
