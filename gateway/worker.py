@@ -16,8 +16,8 @@ and what neither does:
   takes one per wake-up, which did not even out a burst either: docs/performance.md). A connection then stays with
   its worker for as long as the client keeps it open: 1,000 streams split about 425 / 575, or a burst of 400 split
   0 / 400, leave one worker with the work of two. Here a worker holding more than its share (the workers' mean plus
-  10 %, at least 2) leaves new connections to the others for a moment (`_Server`), and takes them itself when no
-  other worker has within 25 ms.
+  10 %, at least 2) leaves new connections to the others for as long as they go on accepting (`_Server`), and
+  takes them itself when no other worker has within 25 ms.
 
 Everything else comes from gunicorn: the arbiter, signals, graceful shutdown, the worker-connections pool.
 """
@@ -152,20 +152,25 @@ class _Shares:
         if self.slot is not None:
             self._open[self.slot] -= 1
 
+    def _live(self) -> list[int]:
+        """The connections each live worker holds (this one's included)."""
+        now = time.monotonic()
+        beats = self._beat[:]
+        return [held for held, beat in zip(self._open[:], beats, strict=True) if beat and now - beat <= self.STALE]
+
     def over_share(self) -> bool:
         """Whether this worker holds more client connections than the workers' mean, plus the slack."""
         if self.slot is None:
             return False
-        now = time.monotonic()
-        total = workers = 0
-        for held, beat in zip(self._open[:], self._beat[:], strict=True):
-            if beat and now - beat <= self.STALE:
-                total += held
-                workers += 1
-        if workers < 2:
+        live = self._live()
+        if len(live) < 2:
             return False
-        share = total / workers
+        share = sum(live) / len(live)
         return self._open[self.slot] > share + max(self.MIN_SLACK, share * self.SLACK)
+
+    def held_by_others(self) -> int:
+        """The client connections the other live workers hold: it grows while they accept."""
+        return sum(self._live()) - (self._open[self.slot] if self.slot is not None else 0)
 
 
 _shares = _Shares()
@@ -173,21 +178,26 @@ _shares = _Shares()
 
 class _Server(PyWSGIServer):
     """gunicorn's pywsgi server, counting this worker's client connections, and leaving a new one to the other
-    workers while this one holds more than its share: it stops accepting for RETRY seconds, up to WAIT_UP_TO in a
-    row, then accepts again whoever else has or has not (a busy or stuck worker must not leave clients waiting)."""
+    workers while this one holds more than its share: it stops accepting for RETRY seconds at a time, for as long
+    as the other workers go on accepting, and takes new connections itself once they have taken none for WAIT_UP_TO
+    (a busy or stuck worker must not leave clients waiting)."""
 
     shares = _shares
     RETRY = 0.002
     WAIT_UP_TO = 0.025
     _waiting_since = 0.0
     _waited = 0.0
+    _others = 0  # the other workers' connections at the last look
 
     def do_read(self):
         if self.shares.over_share():
             now = time.monotonic()
-            if now - self._waited > 4 * self.RETRY:  # not holding back a moment ago: a new wait begins
+            others = self.shares.held_by_others()
+            # A new wait begins when this worker was not holding back a moment ago, or when another worker has
+            # accepted since the last look: only a wait in which none has counts towards WAIT_UP_TO.
+            if now - self._waited > 4 * self.RETRY or others > self._others:
                 self._waiting_since = now
-            self._waited = now
+            self._waited, self._others = now, others
             if now - self._waiting_since < self.WAIT_UP_TO:
                 self.stop_accepting()
                 self._timer = self.loop.timer(self.RETRY)
