@@ -201,9 +201,19 @@ def connections_by_worker(server: GatewayProcess) -> dict[int, int]:
                 inodes.add(fields[9])
     held = {}
     for worker in _children(server.proc.pid):  # `modelgate serve` becomes gunicorn's arbiter
-        links = (os.readlink(f"/proc/{worker}/fd/{fd}") for fd in os.listdir(f"/proc/{worker}/fd"))
-        held[worker] = sum(1 for link in links if link.startswith("socket:[") and link[8:-1] in inodes)
+        held[worker] = sum(1 for link in _fd_links(worker) if link.startswith("socket:[") and link[8:-1] in inodes)
     return held
+
+
+def _fd_links(pid: int) -> list[str]:
+    """What the process's open files are (a file closed while they are listed is left out)."""
+    links = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            continue
+    return links
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux's /proc")
